@@ -1,0 +1,70 @@
+/* cmd/help.c - the help texts. */
+#include "help.h"
+#include "cli.h"
+
+#include <string.h>
+
+#define CONFIG_OPTIONS                                                                             \
+  "  -f, --file FILE             read FILE instead of .cirrus.yaml / .cirrus.yml\n"                \
+  "  -e, --env NAME[=VALUE]      set NAME for expansion and only_if/skip; a bare NAME passes\n"    \
+  "                              the host's value through (repeatable; --environment too)\n"      \
+  "      --env-file FILE         read NAME=VALUE / NAME lines (# comments); -e wins\n"            \
+  "      --affected-files A,B    files that changesInclude()/changesIncludeOnly() see\n"           \
+  "      --dockerfile-image-template T\n"                                                          \
+  "                              name of images built from a dockerfile: (%s = content hash;\n"    \
+  "                              default gcr.io/cirrus-ci-community/%s:latest)\n"
+
+const struct cli_command cli_commands[] = {
+    {"validate", "check a configuration and show what its tasks resolve to",
+     "cirrus validate [options]",
+     CONFIG_OPTIONS
+     "      --json                  print the resolved tasks as a JSON array\n"
+     "  -p, --print                 print the configuration text\n"
+     "\n"
+     "Exits 0 when the configuration is valid (warnings go to stderr), 1 when it is not:\n"
+     "every error is printed as FILE:LINE:COLUMN: error: MESSAGE with the source line.\n",
+     cli_cmd_validate},
+    {"tasks", "list the tasks of a configuration", "cirrus tasks [options]",
+     CONFIG_OPTIONS "      --json                  print the resolved tasks as JSON\n",
+     cli_cmd_tasks},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+const struct cli_command *
+cli_find_command(const char *name)
+{
+  for (const struct cli_command *c = cli_commands; c->name; c++)
+    if (!strcmp(c->name, name))
+      return c;
+  return NULL;
+}
+
+void
+cli_help_main(FILE *out)
+{
+  fprintf(out, "cirrus - run the CI tasks of a .cirrus.yml locally, in containers\n\n"
+               "Usage: cirrus [--debug] COMMAND [options]\n\nCommands:\n");
+  for (const struct cli_command *c = cli_commands; c->name; c++)
+    fprintf(out, "  %-10s %s\n", c->name, c->summary);
+  fprintf(out, "  %-10s %s\n", "help", "show help for a command");
+  fprintf(out, "\nOptions:\n"
+               "      --version   print the version\n"
+               "      --debug     verbose diagnostics\n"
+               "  -h, --help      show this help\n"
+               "\nExit status:\n"
+               "  0  success\n"
+               "  1  invalid configuration, or a task failed, or another runtime error\n"
+               "  2  bad command line\n"
+               "\nRun `cirrus help COMMAND` for the options of a command.\n");
+}
+
+int
+cli_help_command(const char *name, FILE *out)
+{
+  const struct cli_command *c = cli_find_command(name);
+  if (!c)
+    return -1;
+  fprintf(out, "%s - %s\n\nUsage: %s\n\nOptions:\n%s", c->name, c->summary, c->usage, c->help);
+  fprintf(out, "  -h, --help                  show this help\n");
+  return 0;
+}
