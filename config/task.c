@@ -151,7 +151,8 @@ parse_fields(struct tparse *p, struct cfg__node *n, const struct field *fields, 
 {
   if (n->kind != CFG_NODE_MAP) {
     if (!cfg__node_is_empty(n))
-      cfg__node_warn(p->c, n, "expected a map, found a %s", cfg__node_kind_name(n));
+      cfg__node_warn(p->c, n, "'%s' should be a map, found a %s", n->name,
+                     cfg__node_kind_name(n));
   }
   bool *seen = nfields ? xcalloc(nfields, sizeof(bool)) : NULL;
   int ret = 0;
