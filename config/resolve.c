@@ -37,10 +37,32 @@ dep_pos(const struct cfg__pending *pt, size_t i, unsigned *line, unsigned *col)
   }
 }
 
+/* Name and alias -> task ids, sorted for binary search. */
+struct name_ref {
+  const char *name;
+  unsigned id;
+};
+
+static int
+cmp_name_ref(const void *a, const void *b)
+{
+  const struct name_ref *x = a, *y = b;
+  int r = strcmp(x->name, y->name);
+  return r ? r : (x->id < y->id ? -1 : x->id > y->id);
+}
+
 static bool
 resolve_shallow(struct cfg__ctx *c, struct cfg__pending *tasks, size_t n,
                 const struct ci_strv *disabled)
 {
+  struct name_ref *refs = xcalloc(2 * n + 1, sizeof(*refs));
+  size_t nrefs = 0;
+  for (size_t j = 0; j < n; j++) {
+    refs[nrefs++] = (struct name_ref){tasks[j].t.name, tasks[j].t.id};
+    if (tasks[j].t.alias && strcmp(tasks[j].t.alias, tasks[j].t.name) != 0)
+      refs[nrefs++] = (struct name_ref){tasks[j].t.alias, tasks[j].t.id};
+  }
+  qsort(refs, nrefs, sizeof(*refs), cmp_name_ref);
   bool ok = true;
   for (size_t i = 0; i < n; i++) {
     struct cfg__pending *pt = &tasks[i];
@@ -50,14 +72,20 @@ resolve_shallow(struct cfg__ctx *c, struct cfg__pending *tasks, size_t n,
     size_t nids = 0, alloc = 0;
     for (size_t d = 0; d < pt->depends_on.n; d++) {
       const char *dep = pt->depends_on.v[d];
+      /* first entry with this name */
+      size_t lo = 0, hi = nrefs;
+      while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (strcmp(refs[mid].name, dep) < 0)
+          lo = mid + 1;
+        else
+          hi = mid;
+      }
       bool found = false;
-      for (size_t j = 0; j < n; j++) {
-        const struct cfg_task *o = &tasks[j].t;
-        if (!strcmp(o->name, dep) || (o->alias && !strcmp(o->alias, dep))) {
-          CI_GROW(ids, alloc, nids + 1);
-          ids[nids++] = o->id;
-          found = true;
-        }
+      for (size_t k = lo; k < nrefs && !strcmp(refs[k].name, dep); k++) {
+        CI_GROW(ids, alloc, nids + 1);
+        ids[nids++] = refs[k].id;
+        found = true;
       }
       if (found)
         continue;
@@ -94,42 +122,68 @@ resolve_shallow(struct cfg__ctx *c, struct cfg__pending *tasks, size_t n,
     pt->t.depends_on = ids;
     pt->t.ndepends_on = nids;
   }
+  free(refs);
   return ok;
 }
 
-/* Tasks that can never run because of a cycle (upstream's validateDependenciesDeep). */
+/* Tasks that can never run because of a cycle (upstream's validateDependenciesDeep), found
+ * with Kahn's algorithm in O(tasks + edges). */
 static void
 check_cycles(struct cfg__ctx *c, struct cfg__pending *tasks, size_t n)
 {
-  /* Map id -> index; broken tasks count as satisfied (their own errors were reported). */
   unsigned maxid = 0;
   for (size_t i = 0; i < n; i++)
     if (tasks[i].t.id > maxid)
       maxid = tasks[i].t.id;
-  bool *done = xcalloc((size_t)maxid + 1, sizeof(bool));
+  size_t nid = (size_t)maxid + 1;
+  long *index = xcalloc(nid, sizeof(long)); /* id -> task index + 1 */
   for (size_t i = 0; i < n; i++)
+    index[tasks[i].t.id] = (long)i + 1;
+  /* Reverse edges: for each task, the tasks that wait for it (CSR layout). */
+  size_t *indeg = xcalloc(n ? n : 1, sizeof(size_t));
+  size_t *start = xcalloc(n + 1, sizeof(size_t));
+  for (size_t i = 0; i < n; i++) {
     if (tasks[i].broken)
-      done[tasks[i].t.id] = true;
-  bool progress = true;
-  while (progress) {
-    progress = false;
-    for (size_t i = 0; i < n; i++) {
-      struct cfg_task *t = &tasks[i].t;
-      if (done[t->id])
-        continue;
-      bool ready = true;
-      for (size_t d = 0; d < t->ndepends_on && ready; d++)
-        ready = done[t->depends_on[d]];
-      if (ready) {
-        done[t->id] = true;
-        progress = true;
-      }
+      continue;
+    for (size_t d = 0; d < tasks[i].t.ndepends_on; d++) {
+      long j = index[tasks[i].t.depends_on[d]] - 1;
+      if (j < 0 || tasks[j].broken)
+        continue; /* broken tasks count as satisfied: their own errors were reported */
+      indeg[i]++;
+      start[j + 1]++;
     }
+  }
+  for (size_t i = 0; i < n; i++)
+    start[i + 1] += start[i];
+  size_t *fill = xcalloc(n ? n : 1, sizeof(size_t));
+  size_t *waiters = xcalloc(start[n] ? start[n] : 1, sizeof(size_t));
+  for (size_t i = 0; i < n; i++) {
+    if (tasks[i].broken)
+      continue;
+    for (size_t d = 0; d < tasks[i].t.ndepends_on; d++) {
+      long j = index[tasks[i].t.depends_on[d]] - 1;
+      if (j < 0 || tasks[j].broken)
+        continue;
+      waiters[start[j] + fill[j]++] = i;
+    }
+  }
+  size_t *queue = xcalloc(n ? n : 1, sizeof(size_t));
+  size_t head = 0, tail = 0;
+  bool *done = xcalloc(n ? n : 1, sizeof(bool));
+  for (size_t i = 0; i < n; i++)
+    if (indeg[i] == 0)
+      queue[tail++] = i;
+  while (head < tail) {
+    size_t i = queue[head++];
+    done[i] = true;
+    for (size_t k = start[i]; k < start[i + 1]; k++)
+      if (--indeg[waiters[k]] == 0)
+        queue[tail++] = waiters[k];
   }
   struct ci_buf names = CI_BUF_INIT;
   const struct cfg__pending *first = NULL;
   for (size_t i = 0; i < n; i++)
-    if (!done[tasks[i].t.id]) {
+    if (!done[i]) {
       if (!first)
         first = &tasks[i];
       else
@@ -143,6 +197,12 @@ check_cycles(struct cfg__ctx *c, struct cfg__pending *tasks, size_t n)
                ci_buf_str(&names));
   }
   ci_buf_release(&names);
+  free(index);
+  free(indeg);
+  free(start);
+  free(fill);
+  free(waiters);
+  free(queue);
   free(done);
 }
 

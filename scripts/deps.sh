@@ -1,0 +1,35 @@
+#!/bin/bash
+# Install the Debian 12 packages that cirrus needs, only those missing.
+#   scripts/deps.sh            build dependencies (compiler, cmake, -dev libraries)
+#   scripts/deps.sh --test     plus what the test suite needs (clang for sanitizers/fuzzing)
+# Runs apt-get as root (through sudo when not root).  Idempotent.
+set -euo pipefail
+
+build=(gcc make cmake pkg-config git ca-certificates
+       libyaml-dev libjansson-dev libcurl4-openssl-dev libgit2-dev libuv1-dev
+       libpcre2-dev libssl-dev libarchive-dev)
+test=(clang libclang-rt-14-dev libcmocka-dev)
+
+want=("${build[@]}")
+for arg in "$@"; do
+  case $arg in
+    --test) want+=("${test[@]}") ;;
+    *) echo "deps.sh: unknown argument '$arg'" >&2; exit 2 ;;
+  esac
+done
+
+missing=()
+for p in "${want[@]}"; do
+  [[ $(dpkg-query -W -f='${Status}' "$p" 2>/dev/null) == "install ok installed" ]] || missing+=("$p")
+done
+((${#missing[@]})) || exit 0
+
+as_root=()
+if [[ $(id -u) != 0 ]]; then
+  command -v sudo >/dev/null || { echo "deps.sh: need root (or sudo) to install: ${missing[*]}" >&2; exit 1; }
+  as_root=(sudo)
+fi
+echo "deps.sh: installing ${missing[*]}" >&2
+"${as_root[@]}" apt-get update -qq
+DEBIAN_FRONTEND=noninteractive "${as_root[@]}" apt-get install -y -qq --no-install-recommends \
+  "${missing[@]}" >/dev/null
