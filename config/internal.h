@@ -44,7 +44,7 @@ struct cfg__node {
 
 /* Limits that keep hostile input from exhausting memory or the stack. */
 #define CFG_MAX_DEPTH 256
-#define CFG_MAX_NODES 4000000
+#define CFG_MAX_NODES 1000000
 
 struct cfg__ctx {
   struct cfg_file *file;

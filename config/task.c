@@ -1614,7 +1614,7 @@ cfg__parse_tasks(struct cfg__ctx *c, struct cfg__node *root)
   size_t n = 0, alloc = 0;
   struct ci_strv disabled = CI_STRV_INIT;
 
-  for (size_t i = 0; i < root->n; i++) {
+  for (size_t i = 0; i < root->n && !c->overflow; i++) {
     struct cfg__node *item = root->kids[i];
     const char *key = item->name;
     if (ci_str_has_prefix(key, "task_"))
