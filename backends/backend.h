@@ -1,0 +1,147 @@
+/* backends/backend.h - the one interface every container backend implements.
+ *
+ * A task runs in one container (one per pipe step): the scheduler asks the backend to make
+ * the image available, creates and starts a container that idles, copies the project into
+ * it, runs each step as a process inside it (exec), reads small files back (CIRRUS_ENV) and
+ * finally removes it.  Backends: "docker" and "podman" (REST APIs over unix sockets, see
+ * engine_http.h) and "builtin" (the rootless runtime, no daemon).
+ *
+ * Caller's steps:
+ *   1. backend_open(name, loop, &opts, &b, &err)   ("auto" tries docker, podman, builtin)
+ *   2. b->ops->image_prepare(...), container_create(...), copy_in(...), exec(...)...
+ *   3. b->ops->container_remove(...) for every container created, in every outcome
+ *   4. backend_close(b, on_closed) once nothing is pending; on_closed runs on the loop.
+ *
+ * Threading and callbacks: everything runs on the loop thread that owns the backend.  Every
+ * asynchronous operation keeps libuv's promise: a negative return means its callback will
+ * never run; 0 means the callback runs exactly once, later (never from inside the call).
+ * Errors passed to callbacks are borrowed for the duration of the callback.
+ */
+#ifndef BACKEND_H
+#define BACKEND_H
+
+#include "common/error.h"
+#include "config/config.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <uv.h>
+
+struct backend;
+
+enum backend_pull_policy {
+  BACKEND_PULL_MISSING, /* pull only when the image is not present (default) */
+  BACKEND_PULL_ALWAYS,
+  BACKEND_PULL_NEVER,
+};
+
+/* What an image says about how to run it. */
+struct backend_image_info {
+  struct cfg_env env; /* the image's Env */
+  char *user;         /* owned, "" = root */
+  char *workdir;      /* owned, "" = / */
+  char *id;           /* owned: image id/digest as the backend knows it */
+};
+void backend_image_info_release(struct backend_image_info *info);
+
+struct backend_container_spec {
+  const char *image;     /* reference, as prepared by image_prepare */
+  const char *name;      /* container name (unique per run), or NULL */
+  const char *run_id;    /* labels the container for `cirrus clean` */
+  const char *task_name; /* for labels and messages */
+  double cpu;            /* 0 = no limit */
+  unsigned memory_mb;    /* 0 = no limit */
+  /* Mounts: host_path bound at container_path (rw unless read_only). */
+  const struct backend_mount {
+    const char *host_path;
+    const char *container_path;
+    bool read_only;
+  } *mounts;
+  size_t nmounts;
+  /* The main process: NULL = an idle process that keeps the container alive (steps run
+   * through exec); else argv of a service (additional containers). */
+  const char *const *argv;
+  const struct cfg_env *env; /* container environment (services), or NULL */
+  /* Join the network namespace of this container (additional containers), or NULL. */
+  const char *network_of;
+  bool privileged;
+};
+
+struct backend_exec_spec {
+  const char *const *argv; /* NULL-terminated */
+  const struct cfg_env *env;
+  const char *cwd; /* NULL = the image's */
+  const char *user; /* NULL = the image's */
+};
+
+/* How a process ended.  signal > 0: killed by that signal (exit_code is then 128+signal
+ * when the backend only knows the shell's view). */
+struct backend_exit {
+  int exit_code;
+  int signal;
+};
+
+typedef void (*backend_done_cb)(void *data, const struct ci_error *err);
+typedef void (*backend_image_cb)(void *data, const struct backend_image_info *info,
+                                 const struct ci_error *err);
+typedef void (*backend_id_cb)(void *data, const char *id, const struct ci_error *err);
+/* A chunk of a process's output (stream 1 = stdout, 2 = stderr); never called after the
+ * matching exit callback. */
+typedef void (*backend_output_cb)(void *data, int stream, const char *buf, size_t len);
+typedef void (*backend_exit_cb)(void *data, const struct backend_exit *exit,
+                                const struct ci_error *err);
+typedef void (*backend_file_cb)(void *data, const char *content, size_t len,
+                                const struct ci_error *err);
+/* Progress lines (image pull, build): human-readable, one line per call. */
+typedef void (*backend_progress_cb)(void *data, const char *line);
+
+struct backend_ops {
+  const char *name;
+  int (*image_prepare)(struct backend *b, const char *ref, enum backend_pull_policy policy,
+                       backend_progress_cb on_progress, backend_image_cb cb, void *data);
+  int (*container_create)(struct backend *b, const struct backend_container_spec *spec,
+                          backend_id_cb cb, void *data);
+  /* Extract the tar archive at tar_path (a host file) at "/" in the container. */
+  int (*copy_in)(struct backend *b, const char *id, const char *tar_path, backend_done_cb cb,
+                 void *data);
+  int (*exec)(struct backend *b, const char *id, const struct backend_exec_spec *spec,
+              backend_output_cb on_output, backend_exit_cb on_exit, void *data);
+  /* Read a small file (at most max bytes) from the container; a missing file gives
+   * content NULL and no error. */
+  int (*read_file)(struct backend *b, const char *id, const char *path, size_t max,
+                   backend_file_cb cb, void *data);
+  /* Kill and remove the container and anything created with it. */
+  int (*container_remove)(struct backend *b, const char *id, backend_done_cb cb, void *data);
+  /* Stop talking to the engine; close every handle; then call on_closed. */
+  void (*close)(struct backend *b, void (*on_closed)(void *data), void *data);
+};
+
+/* Embedded first in each backend's own struct (recover it with container_of). */
+struct backend {
+  const struct backend_ops *ops;
+  uv_loop_t *loop;
+  char *description; /* owned: e.g. "docker (unix:///var/run/docker.sock, API 1.41)" */
+  unsigned host_cpus;       /* for clamping limits; 0 = unknown */
+  unsigned long host_mem_mb; /* 0 = unknown */
+};
+
+struct backend_options {
+  const char *name; /* "auto", "docker", "podman", "builtin" */
+  bool verbose;
+};
+
+/* Open a backend.  Synchronous probing (pinging a socket, starting `podman system
+ * service`) happens here, before tasks run.  "auto" honours CIRRUS_CONTAINER_BACKEND. */
+int backend_open(uv_loop_t *loop, const struct backend_options *opts, struct backend **out,
+                 struct ci_error **err);
+
+/* Backends register themselves here (redis connTypeRegister). */
+struct backend_factory {
+  const char *name;
+  /* Return 0 with *out, or < 0 with *err explaining why this backend is not usable. */
+  int (*open)(uv_loop_t *loop, const struct backend_options *opts, struct backend **out,
+              struct ci_error **err);
+};
+extern const struct backend_factory *const backend_factories[];
+
+#endif
