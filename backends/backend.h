@@ -112,7 +112,8 @@ struct backend_ops {
                    backend_file_cb cb, void *data);
   /* Kill and remove the container and anything created with it. */
   int (*container_remove)(struct backend *b, const char *id, backend_done_cb cb, void *data);
-  /* Stop talking to the engine; close every handle; then call on_closed. */
+  /* Stop talking to the engine, close every handle, free b, then call on_closed (from the
+   * loop).  Nothing may be pending (every container removed first). */
   void (*close)(struct backend *b, void (*on_closed)(void *data), void *data);
 };
 

@@ -855,14 +855,34 @@ on_created(void *data, const char *id, const struct ci_error *err)
     task_cleanup(t);
     return;
   }
-  if (s->o->dirty || !s->o->project_tar) {
+  const char *tar = NULL;
+  if (!s->o->dirty) {
+    struct cfg_env env = CFG_ENV_INIT;
+    task_env(t, &env);
+    const char *wd = cfg_env_get(&env, "CIRRUS_WORKING_DIR");
+    for (size_t i = 0; wd && i < s->o->ntars && !tar; i++)
+      if (!strcmp(s->o->tars[i].workdir, wd))
+        tar = s->o->tars[i].path;
+    if (!tar && s->o->ntars) {
+      struct ci_error e = {.code = CI_EFAIL, .msg = NULL};
+      e.msg = xasprintf("no copy of the project was prepared for working directory '%s'",
+                        wd ? wd : "");
+      cfg_env_release(&env);
+      t->pending++;
+      on_copied(t, &e);
+      free(e.msg);
+      return;
+    }
+    cfg_env_release(&env);
+  }
+  if (!tar) {
     t->pending++; /* on_copied consumes one */
     on_copied(t, NULL);
     return;
   }
-  message(t, scope, CI_LOG_INFO, "Copying the project into the container...");
+  message(t, scope, CI_LOG_DEBUG, "Copying the project into the container...");
   t->op_pending = true;
-  if (s->b->ops->copy_in(s->b, t->id, s->o->project_tar, on_copied, t) == 0) {
+  if (s->b->ops->copy_in(s->b, t->id, tar, on_copied, t) == 0) {
     t->pending++;
   } else {
     t->op_pending = false;

@@ -54,7 +54,13 @@ struct sched_options {
   enum backend_pull_policy pull;
   bool dirty;                   /* bind-mount the project instead of copying it */
   const char *project_dir;      /* absolute path */
-  const char *project_tar;      /* tar of the project (entries relative to "/"), or NULL */
+  /* Tars of the project, one per working directory (entries relative to "/", already
+   * prefixed with that directory); a task uses the one of its CIRRUS_WORKING_DIR. */
+  const struct sched_tar {
+    const char *workdir;
+    const char *path;
+  } *tars;
+  size_t ntars;
   const char *run_id;           /* labels containers */
   const struct cfg_env *base_env; /* static + build id + git facts */
   const struct cfg_env *user_env; /* -e / --env-file */

@@ -50,7 +50,9 @@ on_event(const struct sched_event *ev, void *data)
       ci_buf_add(&r->out, ev->text, ev->len);
     break;
   case SCHED_MESSAGE:
-    ci_strv_push_take(&r->events, xasprintf("%s: msg %.*s", ev->task->name, (int)ev->len, ev->text));
+    if (ev->level <= CI_LOG_INFO)
+      ci_strv_push_take(&r->events,
+                        xasprintf("%s: msg %.*s", ev->task->name, (int)ev->len, ev->text));
     break;
   }
 }
@@ -86,7 +88,8 @@ run_config(struct run *r, const char *yaml, unsigned parallel, const char *const
   struct sched_options o = {
       .parallel = parallel,
       .project_dir = "/nonexistent/project",
-      .project_tar = "/nonexistent/project.tar",
+      .tars = &(struct sched_tar){"/tmp/cirrus-ci/working-dir", "/nonexistent/project.tar"},
+      .ntars = 1,
       .run_id = "r1",
       .base_env = &r->base,
       .user_env = &r->user,
