@@ -13,6 +13,8 @@
 
 #include "config.h"
 
+#include <stdint.h>
+
 /* ---- arena: every node and node string of one parse lives here ---- */
 
 struct cfg__arena_chunk;
@@ -30,16 +32,16 @@ void cfg__arena_release(struct cfg__arena *a);
 enum cfg__node_kind { CFG_NODE_SCALAR, CFG_NODE_MAP, CFG_NODE_SEQ };
 
 struct cfg__node {
-  enum cfg__node_kind kind;
   const char *name;  /* key in the parent map; "" for sequence items; arena */
   const char *value; /* scalars only; arena */
   struct cfg__node *parent;
   struct cfg__node **kids; /* map entries (keys may repeat) or sequence items; arena */
-  size_t n, alloc;
-  unsigned line, col;   /* of the key for map entries, else of the value */
-  unsigned vline, vcol; /* of the value */
-  const char *anchor;   /* anchor defined on this node, or NULL (recursion check) */
-  unsigned height;      /* levels below this node (0 for scalars and empty collections) */
+  const char *anchor;      /* anchor defined on this node, or NULL (recursion check) */
+  uint32_t n, alloc;
+  uint32_t line, col;   /* of the key for map entries, else of the value */
+  uint32_t vline, vcol; /* of the value */
+  uint16_t height;      /* levels below this node (0 for scalars and empty collections) */
+  uint8_t kind;         /* enum cfg__node_kind */
 };
 
 /* Limits that keep hostile input from exhausting memory or the stack. */
@@ -50,7 +52,10 @@ struct cfg__ctx {
   struct cfg_file *file;
   const struct cfg_options *opts;
   struct cfg_env penv; /* parser environment (owned copy of opts->env) */
-  struct cfg__arena arena;
+  struct cfg__arena arena;   /* the document tree */
+  struct cfg__arena scratch; /* per-task temporaries (merged collectibles), reset per task */
+  struct cfg__arena *mem;    /* where node functions allocate: &arena or &scratch */
+  size_t scratch_nodes;      /* nodes counted in nnodes that live in scratch */
   size_t nnodes;  /* nodes created so far (budget CFG_MAX_NODES) */
   bool overflow;  /* the node budget was exhausted */
   bool quiet;     /* drop warnings (while fields are evaluated a second time) */

@@ -79,6 +79,7 @@ cfg_parse(const char *path, const char *text, size_t len, const struct cfg_optio
   index_lines(f);
 
   struct cfg__ctx c = {.file = f, .opts = opts};
+  c.mem = &c.arena;
   if (opts && opts->env)
     cfg_env_copy(&c.penv, opts->env);
   if (memchr(text, '\0', len)) {
@@ -95,6 +96,7 @@ cfg_parse(const char *path, const char *text, size_t len, const struct cfg_optio
     free(c.rootcol[i].v);
   cfg_env_release(&c.penv);
   cfg__arena_release(&c.arena);
+  cfg__arena_release(&c.scratch);
   return f;
 }
 

@@ -106,7 +106,9 @@ cfg__node_new(struct cfg__ctx *c, enum cfg__node_kind kind, const char *name)
     overflow_node.name = "";
     return &overflow_node;
   }
-  struct cfg__node *n = cfg__arena_alloc(&c->arena, sizeof(*n));
+  if (c->mem == &c->scratch)
+    c->scratch_nodes++;
+  struct cfg__node *n = cfg__arena_alloc(c->mem, sizeof(*n));
   memset(n, 0, sizeof(*n));
   n->kind = kind;
   n->name = name ? name : "";
@@ -120,7 +122,7 @@ cfg__node_append(struct cfg__ctx *c, struct cfg__node *parent, struct cfg__node 
     return;
   if (parent->n == parent->alloc) {
     size_t na = parent->alloc ? parent->alloc * 2 : 4;
-    struct cfg__node **k = cfg__arena_alloc(&c->arena, na * sizeof(*k));
+    struct cfg__node **k = cfg__arena_alloc(c->mem, na * sizeof(*k));
     if (parent->n)
       memcpy(k, parent->kids, parent->n * sizeof(*k));
     parent->kids = k;
@@ -157,7 +159,7 @@ cfg__node_copy(struct cfg__ctx *c, const struct cfg__node *n, struct cfg__node *
     d->anchor = s->anchor;
     d->height = s->height;
     if (s->n) {
-      d->kids = cfg__arena_alloc(&c->arena, s->n * sizeof(*d->kids));
+      d->kids = cfg__arena_alloc(c->mem, s->n * sizeof(*d->kids));
       d->alloc = s->n;
       for (size_t i = 0; i < s->n; i++) {
         struct cfg__node *k = cfg__node_new(c, s->kids[i]->kind, s->kids[i]->name);
@@ -226,6 +228,12 @@ merge_list_of_maps(struct cfg__ctx *c, struct cfg__node *n)
   n->alloc = virt.alloc;
   for (size_t i = 0; i < n->n; i++)
     n->kids[i]->parent = n;
+}
+
+static struct cfg__node *
+chain_first_cast(const struct cfg__node *n)
+{
+  return (struct cfg__node *)n; /* read-only from here on */
 }
 
 static bool
@@ -305,7 +313,7 @@ void
 cfg__node_dedup(struct cfg__ctx *c, struct cfg__node *n)
 {
   size_t nu = 0;
-  struct cfg__node **unique = n->n ? cfg__arena_alloc(&c->arena, n->n * sizeof(*unique)) : NULL;
+  struct cfg__node **unique = n->n ? cfg__arena_alloc(c->mem, n->n * sizeof(*unique)) : NULL;
   for (size_t i = 0; i < n->n; i++) {
     struct cfg__node *k = n->kids[i];
     struct cfg__node *seen = NULL;
@@ -367,6 +375,21 @@ cfg__find_collectible(struct cfg__ctx *c, struct cfg__node *n, const char *name)
   }
   if (!nchain)
     return NULL;
+  if (nchain == 1) {
+    /* A single definition: merging it into an empty node would copy it unchanged unless it
+     * has repeated keys (which Deduplicate merges).  Use it as it is (callers only read). */
+    const struct cfg__node *only = chain[0];
+    bool repeated = false;
+    if (only->kind == CFG_NODE_MAP)
+      for (size_t i = 0; i < only->n && !repeated; i++)
+        for (size_t j = 0; j < i && !repeated; j++)
+          repeated = strcmp(only->kids[i]->name, only->kids[j]->name) == 0;
+    bool env_list = only->kind == CFG_NODE_SEQ && is_env_name(name);
+    if (!repeated && !env_list) {
+      free(chain);
+      return chain_first_cast(only);
+    }
+  }
   struct cfg__node *virt = cfg__node_new(c, CFG_NODE_SCALAR, name);
   for (size_t i = nchain; i-- > 0;)
     cfg__node_merge_from(c, virt, chain[i]);

@@ -1607,6 +1607,14 @@ parse_task(struct cfg__ctx *c, struct cfg__node *node, enum tl_kind kind, struct
 
 /* ---- top level ---- */
 
+static void
+scratch_reset(struct cfg__ctx *c)
+{
+  cfg__arena_release(&c->scratch);
+  c->nnodes -= c->scratch_nodes;
+  c->scratch_nodes = 0;
+}
+
 void
 cfg__parse_tasks(struct cfg__ctx *c, struct cfg__node *root)
 {
@@ -1640,8 +1648,13 @@ cfg__parse_tasks(struct cfg__ctx *c, struct cfg__node *root)
     memset(pt, 0, sizeof(*pt));
     struct cfg__node *only_if_node = NULL;
     unsigned errors_before = c->file->nerrors;
+    /* Merged collectibles are temporaries of one task: they live in scratch, which is
+     * emptied here, before the next task (only_if_node below points into it). */
+    scratch_reset(c);
+    c->mem = &c->scratch;
     int ret = parse_task(c, item, kind, &pt->t, &pt->depends_on, &pt->depends_on_node,
                          &only_if_node);
+    c->mem = &c->arena;
     pt->t.id = c->next_id++;
     pt->t.fallback_name = cfg__name_from_key(key, suffix, "main");
     if (!pt->t.name)
@@ -1697,6 +1710,7 @@ cfg__parse_tasks(struct cfg__ctx *c, struct cfg__node *root)
     }
     n++;
   }
+  scratch_reset(c);
   cfg__resolve_tasks(c, tasks, n, &disabled);
   ci_strv_release(&disabled);
 }
