@@ -157,8 +157,7 @@ img__rm_rf_at(int dfd, const char *name, struct ci_error **err)
       cur = -1;
       if (unlinkat(dfd, name, AT_REMOVEDIR) < 0 && errno != ENOENT)
         ret = ci_error_make(err, -errno, "cannot remove '%s': %s", name, strerror(errno));
-      n = 0;
-      break;
+      break; /* lv[0] is released below */
     }
     int parent = openat(cur, "..", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (parent < 0) {

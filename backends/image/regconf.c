@@ -620,8 +620,9 @@ auth_from_file(const char *path, const char *host, char **out, struct ci_error *
     char *dec = b64_decode(a);
     if (!dec || !strchr(dec, ':')) {
       free(dec);
+      ret = ci_error_make(err, CI_ECONFIG, "%s: invalid credentials for '%s'", path, key);
       json_decref(j);
-      return ci_error_make(err, CI_ECONFIG, "%s: invalid credentials for '%s'", path, key);
+      return ret;
     }
     *out = dec;
     break;

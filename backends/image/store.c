@@ -234,7 +234,8 @@ int
 img__index_save(struct img_store *s, const struct img__index *ix, struct ci_error **err)
 {
   cleanup_free char *path = img__store_path(s, "index.json");
-  qsort(ix->v, ix->n, sizeof(*ix->v), cmp_entry);
+  if (ix->n)
+    qsort(ix->v, ix->n, sizeof(*ix->v), cmp_entry);
   json_t *arr = json_array();
   for (size_t i = 0; i < ix->n; i++) {
     const struct img__index_entry *e = &ix->v[i];
@@ -311,7 +312,8 @@ img_store_list(struct img_store *s, struct img_list_entry **out, size_t *n, stru
   int ret = img__index_load(s, &ix, err);
   if (ret < 0)
     return ret;
-  qsort(ix.v, ix.n, sizeof(*ix.v), cmp_entry);
+  if (ix.n)
+    qsort(ix.v, ix.n, sizeof(*ix.v), cmp_entry);
   struct img_list_entry *v = xcalloc(ix.n ? ix.n : 1, sizeof(*v));
   for (size_t i = 0; i < ix.n; i++) {
     v[i].name = steal_pointer(&ix.v[i].name);
@@ -465,9 +467,12 @@ collect_refs(struct img_store *s, struct refset *r, struct ci_error **err)
     json_decref(j);
   }
   img__index_release(&ix);
-  qsort(r->layers.v, r->layers.n, sizeof(char *), cmp_str);
-  qsort(r->blobs.v, r->blobs.n, sizeof(char *), cmp_str);
-  qsort(r->images.v, r->images.n, sizeof(char *), cmp_str);
+  if (r->layers.n)
+    qsort(r->layers.v, r->layers.n, sizeof(char *), cmp_str);
+  if (r->blobs.n)
+    qsort(r->blobs.v, r->blobs.n, sizeof(char *), cmp_str);
+  if (r->images.n)
+    qsort(r->images.v, r->images.n, sizeof(char *), cmp_str);
   return 0;
 }
 
@@ -485,7 +490,8 @@ list_dir(const char *path, struct ci_strv *out, struct ci_error **err)
     if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
       ci_strv_push(out, de->d_name);
   closedir(d);
-  qsort(out->v, out->n, sizeof(char *), cmp_str);
+  if (out->n)
+    qsort(out->v, out->n, sizeof(char *), cmp_str);
   return 0;
 }
 
