@@ -580,7 +580,19 @@ reg_read_blob(struct img__source *src, const struct img__desc *d, size_t max, ch
   ci_buf_init(&h.mem);
   ci_buf_init(&h.errbody);
   cleanup_free char *path = xasprintf("%s/blobs/%s", ep->repo, d->digest);
-  int ret = reg_get(r, &h, path, NULL, err);
+  int ret;
+  for (int attempt = 1;; attempt++) { /* transport failures are retried, as for layers */
+    struct ci_error *e = NULL;
+    ret = reg_get(r, &h, path, NULL, &e);
+    if (ret != -EIO || attempt == REG_ATTEMPTS) {
+      if (e && err)
+        *err = steal_pointer(&e);
+      ci_error_free(&e);
+      break;
+    }
+    ci_log_debug("blob %s: %s; trying again", d->digest, e->msg);
+    ci_error_free(&e);
+  }
   if (ret == 0 && h.status != 200)
     ret = http_status_error(&h, "cannot fetch blob", err);
   if (ret == 0) {
