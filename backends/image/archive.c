@@ -13,9 +13,9 @@
 
 struct arch_src {
   struct img__source base;
-  char *file;    /* owned */
-  char *subname; /* owned; canonical NAME:TAG or NULL */
-  char *what;    /* owned; "docker-archive:FILE" */
+  char *file;                              /* owned */
+  char *subname;                           /* owned; canonical NAME:TAG or NULL */
+  char *what;                              /* owned; "docker-archive:FILE" */
   struct ci_strv link_names, link_targets; /* symlink members, already resolved to full names */
 };
 
@@ -60,8 +60,8 @@ arch_open_archive(struct arch_src *a, struct archive **out, struct ci_error **er
   archive_read_support_filter_xz(ar);
   archive_read_support_format_tar(ar);
   if (archive_read_open_filename(ar, a->file, 64 * 1024) != ARCHIVE_OK) {
-    int ret = ci_error_make(err, -ENOENT, "cannot open '%s': %s", a->file,
-                            archive_error_string(ar));
+    int ret =
+        ci_error_make(err, -ENOENT, "cannot open '%s': %s", a->file, archive_error_string(ar));
     archive_read_free(ar);
     return ret;
   }
@@ -100,8 +100,7 @@ arch_seek(struct arch_src *a, struct archive *ar, const char *name, int64_t *siz
   struct archive_entry *e;
   int r;
   while ((r = archive_read_next_header(ar, &e)) == ARCHIVE_OK || r == ARCHIVE_WARN) {
-    cleanup_free char *n = member_clean(archive_entry_pathname(e) ? archive_entry_pathname(e)
-                                                                  : "");
+    cleanup_free char *n = member_clean(archive_entry_pathname(e) ? archive_entry_pathname(e) : "");
     if (n && !strcmp(n, name)) {
       if (archive_entry_filetype(e) != AE_IFREG)
         return ci_error_make(err, CI_EPROTO, "%s: member '%s' is not a regular file", a->what,
@@ -129,8 +128,8 @@ arch_read_member(struct arch_src *a, const char *name, size_t max, char **buf, s
   int64_t size = 0;
   ret = arch_seek(a, ar, real, &size, err);
   if (ret == 0 && (size < 0 || (uint64_t)size > max))
-    ret = ci_error_make(err, -EFBIG, "%s: member '%s' is larger than %zu bytes", a->what, name,
-                        max);
+    ret =
+        ci_error_make(err, -EFBIG, "%s: member '%s' is larger than %zu bytes", a->what, name, max);
   if (ret == 0) {
     char *b = xmalloc((size_t)size + 1);
     size_t got = 0;
@@ -306,8 +305,8 @@ arch_resolve(struct img__source *src, const struct img__platform *want, struct i
     if (a->subname)
       ret = ci_error_make(err, -ENOENT, "%s: no image named '%s'", a->what, a->subname);
     else
-      ret = ci_error_make(err, -EINVAL, "%s holds %zu images: name one with %s:NAME:TAG",
-                          a->what, json_array_size(j), a->what);
+      ret = ci_error_make(err, -EINVAL, "%s holds %zu images: name one with %s:NAME:TAG", a->what,
+                          json_array_size(j), a->what);
     json_decref(j);
     return ret;
   }

@@ -163,8 +163,8 @@ open_beneath(int root, const char *rel, int flags)
       errno = e;
       return -1;
     }
-    if (S_ISLNK(st.st_mode) && !(last && (flags & O_NOFOLLOW) && (flags & O_PATH) &&
-                                 !(flags & O_DIRECTORY))) {
+    if (S_ISLNK(st.st_mode) &&
+        !(last && (flags & O_NOFOLLOW) && (flags & O_PATH) && !(flags & O_DIRECTORY))) {
       close(cur);
       errno = last && (flags & O_NOFOLLOW) ? ELOOP : EXDEV;
       return -1;
@@ -383,8 +383,8 @@ set_opaque(struct ex *x, const char *dir, const char *entry, struct ci_error **e
   enum img_opaque_xattr m = x->o->opaque;
   if ((m == IMG_OPAQUE_USER || m == IMG_OPAQUE_BOTH) &&
       fsetxattr(fd, "user.overlay.opaque", "y", 1, 0) < 0)
-    return ci_error_make(err, -errno, "layer entry '%s': cannot set user.overlay.opaque: %s",
-                         entry, strerror(errno));
+    return ci_error_make(err, -errno, "layer entry '%s': cannot set user.overlay.opaque: %s", entry,
+                         strerror(errno));
   if ((m == IMG_OPAQUE_TRUSTED || m == IMG_OPAQUE_BOTH) &&
       fsetxattr(fd, "trusted.overlay.opaque", "y", 1, 0) < 0)
     return ci_error_make(err, -errno,
@@ -435,8 +435,7 @@ write_data(struct ex *x, int fd, struct archive_entry *e, const char *path, stru
   }
   int64_t want = archive_entry_size(e);
   if (want > end && ftruncate(fd, want) < 0) /* sparse tail */
-    return ci_error_make(err, -errno, "layer entry '%s': cannot extend: %s", path,
-                         strerror(errno));
+    return ci_error_make(err, -errno, "layer entry '%s': cannot extend: %s", path, strerror(errno));
   return 0;
 }
 
@@ -561,8 +560,7 @@ do_entry(struct ex *x, struct archive_entry *e, struct ci_buf *path, struct ci_b
     cleanup_close int fd =
         openat(pfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0)
-      return ci_error_make(err, -errno, "layer entry '%s': cannot create: %s", p,
-                           strerror(errno));
+      return ci_error_make(err, -errno, "layer entry '%s': cannot create: %s", p, strerror(errno));
     if ((ret = write_data(x, fd, e, p, err)) < 0)
       return ret;
     if (own && fchown(fd, uid, gid) < 0)
@@ -614,8 +612,7 @@ do_entry(struct ex *x, struct archive_entry *e, struct ci_buf *path, struct ci_b
   case AE_IFCHR:
   case AE_IFBLK:
   case AE_IFSOCK:
-    ci_log_debug("layer entry '%s': skipping %s", p,
-                 type == AE_IFSOCK ? "socket" : "device node");
+    ci_log_debug("layer entry '%s': skipping %s", p, type == AE_IFSOCK ? "socket" : "device node");
     x->neutralised++;
     return 0;
   default:
@@ -729,8 +726,7 @@ img__extract(int dirfd, img__read_fn rd, void *rctx, const struct img__extract_o
       ci_log_debug("layer: %s", archive_error_string(x.inner));
     } else if (r != ARCHIVE_OK) {
       if (!x.cb_err)
-        ci_error_make(&x.cb_err, CI_EPROTO, "invalid layer tar: %s",
-                      archive_error_string(x.inner));
+        ci_error_make(&x.cb_err, CI_EPROTO, "invalid layer tar: %s", archive_error_string(x.inner));
       ret = -1;
       break;
     }

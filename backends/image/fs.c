@@ -139,8 +139,8 @@ img__rm_rf_at(int dfd, const char *name, struct ci_error **err)
       if (child < 0) {
         if (errno == ENOENT)
           continue;
-        ret = ci_error_make(err, -errno, "cannot remove '%s/.../%s': %s", name, sub,
-                            strerror(errno));
+        ret =
+            ci_error_make(err, -errno, "cannot remove '%s/.../%s': %s", name, sub, strerror(errno));
         break;
       }
       close(cur);

@@ -170,9 +170,9 @@ struct img_config {
  * shared lock on each layer (img_store_prune() skips them); img_image_free() releases them.
  * Do not use it after its store is freed. */
 struct img_image {
-  char *name;            /* owned; the canonical reference it was found under */
-  char *id;              /* owned; "sha256:<config digest hex>" */
-  char *manifest_digest; /* owned; NULL for docker-archive images (they carry no manifest) */
+  char *name;              /* owned; the canonical reference it was found under */
+  char *id;                /* owned; "sha256:<config digest hex>" */
+  char *manifest_digest;   /* owned; NULL for docker-archive images (they carry no manifest) */
   struct ci_strv diff_ids; /* "sha256:..." per layer, bottom first */
   struct ci_strv layers;   /* absolute layer directories, bottom first (lowerdir is top first) */
   uint64_t size;           /* bytes of file content in all layers */
@@ -229,12 +229,12 @@ enum img_pull_policy {
 };
 
 enum img_progress_phase {
-  IMG_PROGRESS_RESOLVE,  /* fetching manifests and the config; digest = the reference */
-  IMG_PROGRESS_WAIT,     /* waiting for another process that is fetching this layer */
-  IMG_PROGRESS_DOWNLOAD, /* layer bytes downloaded (done/total of the compressed blob) */
-  IMG_PROGRESS_EXTRACT,  /* layer bytes extracted (done/total of the compressed blob) */
+  IMG_PROGRESS_RESOLVE,    /* fetching manifests and the config; digest = the reference */
+  IMG_PROGRESS_WAIT,       /* waiting for another process that is fetching this layer */
+  IMG_PROGRESS_DOWNLOAD,   /* layer bytes downloaded (done/total of the compressed blob) */
+  IMG_PROGRESS_EXTRACT,    /* layer bytes extracted (done/total of the compressed blob) */
   IMG_PROGRESS_LAYER_DONE, /* the layer is in the store; reused = it already was */
-  IMG_PROGRESS_DONE,     /* the image is in the store */
+  IMG_PROGRESS_DONE,       /* the image is in the store */
 };
 
 struct img_progress {
@@ -258,7 +258,8 @@ struct img_pull_stats {
 
 struct img_pull_opts {
   enum img_pull_policy policy;
-  const char *platform; /* "os/arch[/variant]"; NULL = the host's (linux/amd64, linux/arm64/v8,..) */
+  /* "os/arch[/variant]"; NULL = the host's (linux/amd64, linux/arm64/v8, ...). */
+  const char *platform;
   img_progress_cb on_progress; /* may be NULL */
   void *progress_data;
   /* Checked between chunks of every download and extraction, and while waiting for locks:
@@ -273,10 +274,10 @@ struct img_pull_opts {
    * else $XDG_RUNTIME_DIR/containers/auth.json, else $DOCKER_CONFIG/config.json or
    * ~/.docker/config.json.  Credential helpers are not supported. */
   const char *auth_file;
-  const char *user_agent; /* NULL = "cirrus" */
+  const char *user_agent;       /* NULL = "cirrus" */
   struct img_pull_stats *stats; /* filled in when not NULL */
 };
-#define IMG_PULL_OPTS_INIT {0}
+#define IMG_PULL_OPTS_INIT ((struct img_pull_opts){0})
 
 /* Make the image named by ref (see img_ref_parse) available in the store and return it in
  * *out (free with img_image_free), holding its layers.  opts may be NULL (IMG_PULL_MISSING, host
@@ -288,8 +289,7 @@ int img_pull(struct img_store *s, const char *ref, const struct img_pull_opts *o
 
 /* Find an image in the store only (no source is contacted): ref is any reference that
  * img_ref_parse accepts, or an image id "sha256:<hex>".  -ENOENT when absent. */
-int img_lookup(struct img_store *s, const char *ref, struct img_image **out,
-               struct ci_error **err);
+int img_lookup(struct img_store *s, const char *ref, struct img_image **out, struct ci_error **err);
 
 /* ---------------------------------------------------------------- listing and pruning */
 
@@ -311,11 +311,11 @@ void img_list_free(struct img_list_entry *v, size_t n);
 int img_store_remove(struct img_store *s, const char *ref, struct ci_error **err);
 
 struct img_prune_stats {
-  unsigned images;   /* image records removed */
-  unsigned layers;   /* layer directories removed */
-  unsigned blobs;    /* blobs and partial downloads removed */
-  unsigned busy;     /* unreferenced layers skipped because a process still uses them */
-  uint64_t bytes;    /* approximate bytes freed */
+  unsigned images; /* image records removed */
+  unsigned layers; /* layer directories removed */
+  unsigned blobs;  /* blobs and partial downloads removed */
+  unsigned busy;   /* unreferenced layers skipped because a process still uses them */
+  uint64_t bytes;  /* approximate bytes freed */
 };
 /* Remove everything no name references: image records, manifests, configs, layers, partial
  * downloads and leftovers of crashed pulls.  Waits until running pulls finish (and blocks new

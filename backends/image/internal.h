@@ -12,8 +12,7 @@
 
 /* ci_error_prefix() insists on an error being there; callers of the public API may pass
  * err == NULL, in which case only the code travels up. */
-#define IMG__PREFIX(err, ret, ...)                                                                 \
-  (((err) && *(err)) ? ci_error_prefix((err), __VA_ARGS__) : (ret))
+#define IMG__PREFIX(err, ret, ...) (((err) && *(err)) ? ci_error_prefix((err), __VA_ARGS__) : (ret))
 
 #define IMG__MT_OCI_MANIFEST "application/vnd.oci.image.manifest.v1+json"
 #define IMG__MT_OCI_INDEX "application/vnd.oci.image.index.v1+json"
@@ -91,13 +90,13 @@ int img__json_read(const char *path, size_t max, json_t **out, struct ci_error *
 
 /* An OCI content descriptor (or a docker-archive member). */
 struct img__desc {
-  char *media_type; /* owned; may be NULL */
-  char *digest;     /* owned; valid digest or NULL (docker-archive members) */
-  int64_t size;     /* -1 when unknown */
+  char *media_type;          /* owned; may be NULL */
+  char *digest;              /* owned; valid digest or NULL (docker-archive members) */
+  int64_t size;              /* -1 when unknown */
   char *os, *arch, *variant; /* owned; platform of index entries, else NULL */
-  char *ref_name;   /* owned; org.opencontainers.image.ref.name annotation */
-  char *path;       /* owned; docker-archive member name */
-  bool attestation; /* an index entry that is not an image (buildkit attestations) */
+  char *ref_name;            /* owned; org.opencontainers.image.ref.name annotation */
+  char *path;                /* owned; docker-archive member name */
+  bool attestation;          /* an index entry that is not an image (buildkit attestations) */
 };
 void img__desc_release(struct img__desc *d);
 
@@ -141,8 +140,8 @@ void img__platform_format(const char *os, const char *arch, const char *variant,
 int img__index_select(const struct img__manifest *idx, const struct img__platform *want,
                       const struct img__desc **out, struct ci_error **err);
 /* Parse an image config into *cfg (zeroed by the caller) and its rootfs.diff_ids. */
-int img__config_parse(const char *buf, size_t len, struct img_config *cfg,
-                      struct ci_strv *diff_ids, struct ci_error **err);
+int img__config_parse(const char *buf, size_t len, struct img_config *cfg, struct ci_strv *diff_ids,
+                      struct ci_error **err);
 void img__config_release(struct img_config *c);
 
 /* ------------------------------------------------------------ extract.c */
@@ -223,8 +222,8 @@ int img__err_canceled(struct ci_error **err);
 struct img__stream {
   ssize_t (*read)(struct img__stream *st, void *buf, size_t n, struct ci_error **err);
   void (*close)(struct img__stream *st); /* frees st */
-  uint64_t total;     /* bytes; 0 when unknown */
-  bool verified;      /* already checked against its digest by the source */
+  uint64_t total;                        /* bytes; 0 when unknown */
+  bool verified;                         /* already checked against its digest by the source */
   char *unlink_after; /* owned; a file the caller removes once the layer is extracted */
 };
 void img__stream_close(struct img__stream *st);
@@ -233,9 +232,9 @@ struct img__stream *img__stream_fd(int fd, uint64_t total);
 
 /* What a source resolves a reference to: one image manifest. */
 struct img__resolved {
-  char *manifest;        /* owned raw bytes; NULL for docker-archive */
+  char *manifest; /* owned raw bytes; NULL for docker-archive */
   size_t manifest_len;
-  char *manifest_digest; /* owned; NULL for docker-archive */
+  char *manifest_digest;  /* owned; NULL for docker-archive */
   struct img__manifest m; /* kind == IMG__KIND_MANIFEST */
 };
 void img__resolved_release(struct img__resolved *r);
@@ -296,9 +295,9 @@ void img__regconf_release(struct img__regconf *rc);
 
 /* Where to pull "domain/path" from, in order (mirrors, then the location itself). */
 struct img__endpoint {
-  char *host;     /* "registry-1.docker.io", "127.0.0.1:5000" */
-  char *repo;     /* repository path on that host */
-  bool insecure;  /* TLS without verification, then plain HTTP */
+  char *host;    /* "registry-1.docker.io", "127.0.0.1:5000" */
+  char *repo;    /* repository path on that host */
+  bool insecure; /* TLS without verification, then plain HTTP */
 };
 struct img__endpoints {
   struct img__endpoint *v;

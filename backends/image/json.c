@@ -6,8 +6,7 @@
 #include <string.h>
 
 int
-img__json_parse(const char *buf, size_t len, const char *what, json_t **out,
-                struct ci_error **err)
+img__json_parse(const char *buf, size_t len, const char *what, json_t **out, struct ci_error **err)
 {
   json_error_t je;
   json_t *j = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &je);

@@ -113,8 +113,8 @@ is_manifest_type(const char *mt)
 }
 
 static int
-parse_json_manifest(json_t *j, const char *content_type, bool layout_index,
-                    struct img__manifest *m, struct ci_error **err)
+parse_json_manifest(json_t *j, const char *content_type, bool layout_index, struct img__manifest *m,
+                    struct ci_error **err)
 {
   json_t *sv = json_object_get(j, "schemaVersion");
   const char *mt = img__json_str(j, "mediaType");
@@ -140,8 +140,9 @@ parse_json_manifest(json_t *j, const char *content_type, bool layout_index,
     return ci_error_make(err, CI_EPROTO, "unsupported manifest media type '%s'",
                          mt ? mt : "(none)");
   m->kind = kind;
-  m->media_type = xstrdup(mt ? mt : kind == IMG__KIND_INDEX ? IMG__MT_OCI_INDEX
-                                                            : IMG__MT_OCI_MANIFEST);
+  m->media_type = xstrdup(mt                        ? mt
+                          : kind == IMG__KIND_INDEX ? IMG__MT_OCI_INDEX
+                                                    : IMG__MT_OCI_MANIFEST);
   int ret;
   if (kind == IMG__KIND_INDEX) {
     ret = parse_desc_array(json_object_get(j, "manifests"), "manifests", &m->manifests,
@@ -149,8 +150,7 @@ parse_json_manifest(json_t *j, const char *content_type, bool layout_index,
   } else {
     ret = parse_desc(json_object_get(j, "config"), "config", &m->config, err);
     if (ret >= 0)
-      ret = parse_desc_array(json_object_get(j, "layers"), "layers", &m->layers, &m->n_layers,
-                             err);
+      ret = parse_desc_array(json_object_get(j, "layers"), "layers", &m->layers, &m->n_layers, err);
   }
   if (ret < 0) {
     img__manifest_release(m);
@@ -160,8 +160,8 @@ parse_json_manifest(json_t *j, const char *content_type, bool layout_index,
 }
 
 int
-img__manifest_parse(const char *buf, size_t len, const char *content_type,
-                    struct img__manifest *m, struct ci_error **err)
+img__manifest_parse(const char *buf, size_t len, const char *content_type, struct img__manifest *m,
+                    struct ci_error **err)
 {
   json_t *j = NULL;
   int ret = img__json_parse(buf, len, "manifest", &j, err);
@@ -265,8 +265,8 @@ img__platform_host(struct img__platform *p)
 void
 img__platform_format(const char *os, const char *arch, const char *variant, char *out, size_t n)
 {
-  snprintf(out, n, "%s/%s%s%s", os ? os : "?", arch ? arch : "?",
-           variant && *variant ? "/" : "", variant && *variant ? variant : "");
+  snprintf(out, n, "%s/%s%s%s", os ? os : "?", arch ? arch : "?", variant && *variant ? "/" : "",
+           variant && *variant ? variant : "");
 }
 
 /* "v7" -> 7, anything else -> -1 */
@@ -332,9 +332,9 @@ img__index_select(const struct img__manifest *idx, const struct img__platform *w
   if (!best) {
     char plat[96];
     img__platform_format(want->os, want->arch, want->variant, plat, sizeof(plat));
-    int ret = ci_error_make(err, -ENOENT, "no image for platform %s in the manifest list%s%s%s",
-                            plat, avail.len ? " (available: " : "", ci_buf_str(&avail),
-                            avail.len ? ")" : "");
+    int ret =
+        ci_error_make(err, -ENOENT, "no image for platform %s in the manifest list%s%s%s", plat,
+                      avail.len ? " (available: " : "", ci_buf_str(&avail), avail.len ? ")" : "");
     ci_buf_release(&avail);
     return ret;
   }

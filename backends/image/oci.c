@@ -138,9 +138,8 @@ oci_resolve(struct img__source *src, const struct img__platform *want, struct im
     if (r < 0) {
       img__manifest_release(&idx);
       if (!o->tag)
-        return ci_error_make(err, -EINVAL,
-                             "%s holds %zu images: name one with oci:%s:TAG", o->what, matches,
-                             o->dir);
+        return ci_error_make(err, -EINVAL, "%s holds %zu images: name one with oci:%s:TAG", o->what,
+                             matches, o->dir);
       return ci_error_make(err, -ENOENT, "%s: no image tagged '%s' for this platform", o->what,
                            o->tag);
     }

@@ -165,8 +165,8 @@ load_image(struct img_store *s, const char *name, const char *id, struct img_ima
       break;
     img->lock_fds[img->n_lock_fds++] = fd;
     if (!layer_present(s, img__digest_hex(d))) {
-      ret = ci_error_make(err, -ENOENT, "layer %s of image '%s' is missing from the store", d,
-                          name);
+      ret =
+          ci_error_make(err, -ENOENT, "layer %s of image '%s' is missing from the store", d, name);
       break;
     }
     ci_strv_push_take(&img->layers, img__store_path(s, "layers/%s/diff", img__digest_hex(d)));
@@ -295,8 +295,7 @@ extract_layer(struct img__pull_ctx *ctx, const struct img__desc *d, const char *
   cleanup_free char *diffdir = xasprintf("%s/diff", stage);
   int ret = 0;
   cleanup_close int dfd = -1;
-  if (mkdir(diffdir, 0755) < 0 ||
-      (dfd = open(diffdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+  if (mkdir(diffdir, 0755) < 0 || (dfd = open(diffdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
     ret = ci_error_make(err, -errno, "cannot create '%s': %s", diffdir, strerror(errno));
 
   struct layer_reader lr = {st, ctx, d->digest ? d->digest : diff_id, {NULL}, false, 0};
@@ -318,22 +317,21 @@ extract_layer(struct img__pull_ctx *ctx, const struct img__desc *d, const char *
     char got[IMG__DIGEST_LEN + 1];
     img__hash_final(&lr.hash, got);
     if (strcmp(got, d->digest) != 0)
-      ret = ci_error_make(err, CI_EPROTO, "layer blob has digest %s, expected %s", got,
-                          d->digest);
+      ret = ci_error_make(err, CI_EPROTO, "layer blob has digest %s, expected %s", got, d->digest);
     else if (d->size >= 0 && lr.done != (uint64_t)d->size)
-      ret = ci_error_make(err, CI_EPROTO, "layer blob %s has %llu bytes, expected %lld",
-                          d->digest, (unsigned long long)lr.done, (long long)d->size);
+      ret = ci_error_make(err, CI_EPROTO, "layer blob %s has %llu bytes, expected %lld", d->digest,
+                          (unsigned long long)lr.done, (long long)d->size);
   }
   if (lr.hashing)
     img__hash_release(&lr.hash);
   if (ret == 0 && strcmp(res.diff_id, diff_id) != 0)
-    ret = ci_error_make(err, CI_EPROTO,
-                        "layer content has diff id %s, but the image config says %s",
-                        res.diff_id, diff_id);
+    ret =
+        ci_error_make(err, CI_EPROTO, "layer content has diff id %s, but the image config says %s",
+                      res.diff_id, diff_id);
   if (ret == 0) {
-    json_t *meta = json_pack("{s:s, s:s?, s:I, s:I, s:I}", "diff_id", diff_id, "digest",
-                             d->digest, "size", (json_int_t)res.bytes, "entries",
-                             (json_int_t)res.entries, "extracted", (json_int_t)time(NULL));
+    json_t *meta = json_pack("{s:s, s:s?, s:I, s:I, s:I}", "diff_id", diff_id, "digest", d->digest,
+                             "size", (json_int_t)res.bytes, "entries", (json_int_t)res.entries,
+                             "extracted", (json_int_t)time(NULL));
     cleanup_free char *metapath = xasprintf("%s/meta.json", stage);
     ret = img__json_write(metapath, meta, err);
     json_decref(meta);
@@ -344,8 +342,7 @@ extract_layer(struct img__pull_ctx *ctx, const struct img__desc *d, const char *
       if (errno == EEXIST || errno == ENOTEMPTY)
         ret = 0; /* someone without our lock discipline got there: theirs is as good */
       else
-        ret = ci_error_make(err, -errno, "cannot move layer into '%s': %s", final,
-                            strerror(errno));
+        ret = ci_error_make(err, -errno, "cannot move layer into '%s': %s", final, strerror(errno));
       img__rm_rf(stage, NULL);
     }
   } else {
@@ -415,8 +412,8 @@ write_record(struct img_store *s, const char *id, const char *manifest_digest,
   json_t *layers = json_array();
   for (size_t i = 0; i < diff_ids->n; i++) {
     json_array_append_new(layers, json_string(diff_ids->v[i]));
-    cleanup_free char *meta = img__store_path(s, "layers/%s/meta.json",
-                                              img__digest_hex(diff_ids->v[i]));
+    cleanup_free char *meta =
+        img__store_path(s, "layers/%s/meta.json", img__digest_hex(diff_ids->v[i]));
     json_t *m = NULL;
     if (img__json_read(meta, 1 << 20, &m, NULL) == 0) {
       json_t *sz = json_object_get(m, "size");

@@ -135,9 +135,8 @@ parse_docker(const char *s, struct img_ref *r, struct ci_error **err)
       if (strncmp(digest, "sha256:", 7) != 0 && strchr(digest, ':'))
         return ci_error_make(err, CI_EUSAGE,
                              "invalid image reference '%s': only sha256 digests are supported", s);
-      return ci_error_make(err, CI_EUSAGE,
-                           "invalid image reference '%s': digest must be sha256:<64 hex digits>",
-                           s);
+      return ci_error_make(
+          err, CI_EUSAGE, "invalid image reference '%s': digest must be sha256:<64 hex digits>", s);
     }
   }
   char *slash = strrchr(name, '/');
@@ -165,8 +164,9 @@ parse_docker(const char *s, struct img_ref *r, struct ci_error **err)
     if (memchr(name, '.', dlen) || memchr(name, ':', dlen) ||
         (dlen == 9 && !strncmp(name, "localhost", 9)) || has_upper) {
       if (!valid_domain(name, dlen))
-        return ci_error_make(err, CI_EUSAGE, "invalid image reference '%s': invalid registry '%.*s'",
-                             s, (int)dlen, name);
+        return ci_error_make(err, CI_EUSAGE,
+                             "invalid image reference '%s': invalid registry '%.*s'", s, (int)dlen,
+                             name);
       domain = xstrndup(name, dlen);
       path = first_slash + 1;
     }
@@ -187,9 +187,8 @@ parse_docker(const char *s, struct img_ref *r, struct ci_error **err)
     if (!valid_path_component(p, n)) {
       for (size_t i = 0; i < n; i++)
         if (isupper((unsigned char)p[i]))
-          return ci_error_make(err, CI_EUSAGE,
-                               "invalid image reference '%s': repository name must be lowercase",
-                               s);
+          return ci_error_make(
+              err, CI_EUSAGE, "invalid image reference '%s': repository name must be lowercase", s);
       return ci_error_make(err, CI_EUSAGE, "invalid image reference '%s': invalid name '%.*s'", s,
                            (int)n, p);
     }
@@ -293,8 +292,9 @@ img_ref_parse(const char *s, struct img_ref *out, struct ci_error **err)
     r.transport = IMG_TRANSPORT_DOCKER_ARCHIVE;
     ret = parse_file_transport("docker-archive", s + 15, s, &r, err);
   } else {
-    static const char *const others[] = {"dir",     "oci-archive", "containers-storage",
-                                         "docker-daemon", "ostree", "sif", "tarball", "docker"};
+    static const char *const others[] = {"dir",           "oci-archive", "containers-storage",
+                                         "docker-daemon", "ostree",      "sif",
+                                         "tarball",       "docker"};
     const char *colon = strchr(s, ':');
     for (size_t i = 0; colon && i < CI_ARRAY_SIZE(others); i++) {
       size_t n = strlen(others[i]);

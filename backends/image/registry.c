@@ -189,8 +189,8 @@ on_body(char *buf, size_t size, size_t nmemb, void *data)
     img__hash_update(h->hash, buf, len);
   h->received += len;
   h->r->base.ctx->stats.bytes_downloaded += len;
-  img__progress(h->r->base.ctx, IMG_PROGRESS_DOWNLOAD, h->label, h->offset + h->received,
-                h->total, false);
+  img__progress(h->r->base.ctx, IMG_PROGRESS_DOWNLOAD, h->label, h->offset + h->received, h->total,
+                false);
   return len;
 }
 
@@ -282,8 +282,9 @@ http_status_error(struct http *h, const char *what, struct ci_error **err)
                 m ? m : "");
   }
   json_decref(j);
-  int code = h->status == 404 ? -ENOENT : h->status == 401 || h->status == 403 ? -EACCES
-                                                                               : CI_EPROTO;
+  int code = h->status == 404                       ? -ENOENT
+             : h->status == 401 || h->status == 403 ? -EACCES
+                                                    : CI_EPROTO;
   int ret = ci_error_make(err, code, "%s: HTTP %ld%s%s", what, h->status, msg.len ? " " : "",
                           ci_buf_str(&msg));
   ci_buf_release(&msg);
@@ -338,8 +339,8 @@ authenticate(struct reg_src *r, const char *challenge, struct ci_error **err)
     return ci_error_make(err, -EACCES, "registry '%s' asks for unsupported authentication '%s'",
                          ep->host, scheme);
   if (strncmp(realm, "https://", 8) != 0 && strncmp(realm, "http://", 7) != 0)
-    return ci_error_make(err, CI_EPROTO, "registry '%s' sent an invalid token realm '%s'",
-                         ep->host, realm);
+    return ci_error_make(err, CI_EPROTO, "registry '%s' sent an invalid token realm '%s'", ep->host,
+                         realm);
   /* Always ask for pull access to our repository (the challenge's scope, if any, may be for
    * the registry as a whole when it came from /v2/). */
   cleanup_free char *want_scope = xasprintf("repository:%s:pull", ep->repo);
@@ -484,8 +485,8 @@ get_manifest(struct reg_src *r, const char *reference, char **buf, size_t *len, 
     if (img__digest_valid(reference) && strcmp(got, reference) != 0)
       ret = ci_error_make(err, CI_EPROTO, "manifest has digest %s, expected %s", got, reference);
     else if (h.digest && img__digest_valid(h.digest) && strcmp(got, h.digest) != 0)
-      ret = ci_error_make(err, CI_EPROTO,
-                          "manifest has digest %s, but the registry says %s", got, h.digest);
+      ret = ci_error_make(err, CI_EPROTO, "manifest has digest %s, but the registry says %s", got,
+                          h.digest);
   }
   if (ret == 0) {
     *len = h.mem.len;
@@ -709,8 +710,8 @@ download_blob(struct reg_src *r, const struct img__desc *d, const char *final,
       ci_error_free(&e);
       break;
     }
-    ci_log_debug("blob %s: %s; resuming at byte %llu", d->digest,
-                 e ? e->msg : "short answer", (unsigned long long)have);
+    ci_log_debug("blob %s: %s; resuming at byte %llu", d->digest, e ? e->msg : "short answer",
+                 (unsigned long long)have);
     ci_error_free(&e);
   }
   if (ret == 0) {
@@ -778,8 +779,8 @@ static const struct img__source_ops reg_ops = {
 };
 
 int
-img__registry_open(const struct img_ref *ref, struct img__pull_ctx *ctx,
-                   struct img__source **out, struct ci_error **err)
+img__registry_open(const struct img_ref *ref, struct img__pull_ctx *ctx, struct img__source **out,
+                   struct ci_error **err)
 {
   if (!curl_ready) {
     /* Not thread-safe before curl 7.84 on all builds; this module is single-threaded. */

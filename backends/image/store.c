@@ -137,9 +137,8 @@ img_store_open(const char *root, const struct img_store_opts *opts, struct img_s
   static const struct {
     const char *name;
     mode_t mode;
-  } dirs[] = {{"", 0755},           {"blobs/sha256", 0755}, {"blobs/partial", 0700},
-              {"layers", 0755},     {"images", 0755},       {"locks", 0755},
-              {"staging", 0700}};
+  } dirs[] = {{"", 0755},       {"blobs/sha256", 0755}, {"blobs/partial", 0700}, {"layers", 0755},
+              {"images", 0755}, {"locks", 0755},        {"staging", 0700}};
   int ret = 0;
   for (size_t i = 0; i < CI_ARRAY_SIZE(dirs) && ret == 0; i++) {
     cleanup_free char *p = img__store_path(s, "%s", dirs[i].name);
@@ -239,8 +238,8 @@ img__index_save(struct img_store *s, const struct img__index *ix, struct ci_erro
   json_t *arr = json_array();
   for (size_t i = 0; i < ix->n; i++) {
     const struct img__index_entry *e = &ix->v[i];
-    json_t *o = json_pack("{s:s, s:s, s:I}", "name", e->name, "id", e->id, "pulled",
-                          (json_int_t)e->pulled);
+    json_t *o =
+        json_pack("{s:s, s:s, s:I}", "name", e->name, "id", e->id, "pulled", (json_int_t)e->pulled);
     if (e->manifest)
       json_object_set_new(o, "manifest", json_string(e->manifest));
     json_array_append_new(arr, o);
@@ -386,8 +385,8 @@ img_store_remove(struct img_store *s, const char *ref, struct ci_error **err)
   size_t kept = 0, removed = 0;
   for (size_t i = 0; i < ix.n; i++) {
     struct img__index_entry *e = &ix.v[i];
-    bool match = canonical ? !strcmp(e->name, canonical)
-                           : !strncmp(img__digest_hex(e->id), hex, hexlen);
+    bool match =
+        canonical ? !strcmp(e->name, canonical) : !strncmp(img__digest_hex(e->id), hex, hexlen);
     if (match) {
       free(e->name);
       free(e->id);

@@ -30,8 +30,8 @@ on_progress(const struct img_progress *p, void *data)
   struct timespec now;
   clock_gettime(CLOCK_MONOTONIC, &now);
   bool final = p->phase != IMG_PROGRESS_DOWNLOAD && p->phase != IMG_PROGRESS_EXTRACT;
-  if (!final && (now.tv_sec - last.tv_sec) * 1000000000L + (now.tv_nsec - last.tv_nsec) <
-                    200000000L)
+  if (!final &&
+      (now.tv_sec - last.tv_sec) * 1000000000L + (now.tv_nsec - last.tv_nsec) < 200000000L)
     return;
   last = now;
   fprintf(stderr, "%s %u/%u %s %llu/%llu%s\n", names[p->phase], p->index + 1, p->count,
@@ -86,8 +86,8 @@ main(int argc, char **argv)
     if (!quiet)
       po.on_progress = on_progress;
     struct img_image *img = NULL;
-    int ret = !strcmp(cmd, "pull") ? img_pull(s, ref, &po, &img, &err)
-                                   : img_lookup(s, ref, &img, &err);
+    int ret =
+        !strcmp(cmd, "pull") ? img_pull(s, ref, &po, &img, &err) : img_lookup(s, ref, &img, &err);
     if (ret < 0) {
       fprintf(stderr, "error: %s\n", err->msg);
       ci_error_free(&err);

@@ -18,14 +18,14 @@ struct ref_case {
 #define D64 "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 
 static const struct ref_case ref_cases[] = {
-    {"busybox", "docker.io/library/busybox:latest", "docker.io", "library/busybox", "latest",
-     NULL, NULL},
+    {"busybox", "docker.io/library/busybox:latest", "docker.io", "library/busybox", "latest", NULL,
+     NULL},
     {"docker://busybox:1.36", "docker.io/library/busybox:1.36", "docker.io", "library/busybox",
      "1.36", NULL, NULL},
     {"library/busybox", "docker.io/library/busybox:latest", "docker.io", "library/busybox",
      "latest", NULL, NULL},
-    {"user/repo:v1.2-rc_3", "docker.io/user/repo:v1.2-rc_3", "docker.io", "user/repo",
-     "v1.2-rc_3", NULL, NULL},
+    {"user/repo:v1.2-rc_3", "docker.io/user/repo:v1.2-rc_3", "docker.io", "user/repo", "v1.2-rc_3",
+     NULL, NULL},
     {"docker.io/busybox", "docker.io/library/busybox:latest", "docker.io", "library/busybox",
      "latest", NULL, NULL},
     {"index.docker.io/library/busybox", "docker.io/library/busybox:latest", "docker.io",
@@ -37,13 +37,12 @@ static const struct ref_case ref_cases[] = {
      NULL},
     {"quay.io/org/img@sha256:" D64, "quay.io/org/img@sha256:" D64, "quay.io", "org/img", NULL,
      "sha256:" D64, NULL},
-    {"img:tag@sha256:" D64, "docker.io/library/img@sha256:" D64, "docker.io", "library/img",
-     "tag", "sha256:" D64, NULL},
+    {"img:tag@sha256:" D64, "docker.io/library/img@sha256:" D64, "docker.io", "library/img", "tag",
+     "sha256:" D64, NULL},
     {"[::1]:5000/x", "[::1]:5000/x:latest", "[::1]:5000", "x", "latest", NULL, NULL},
-    {"Registry.Example.com/foo", "Registry.Example.com/foo:latest", "Registry.Example.com",
-     "foo", "latest", NULL, NULL},
-    {"a__b/c.d-e--f:x", "docker.io/a__b/c.d-e--f:x", "docker.io", "a__b/c.d-e--f", "x", NULL,
-     NULL},
+    {"Registry.Example.com/foo", "Registry.Example.com/foo:latest", "Registry.Example.com", "foo",
+     "latest", NULL, NULL},
+    {"a__b/c.d-e--f:x", "docker.io/a__b/c.d-e--f:x", "docker.io", "a__b/c.d-e--f", "x", NULL, NULL},
     {"", NULL, NULL, NULL, NULL, NULL, "empty"},
     {"Busybox", NULL, NULL, NULL, NULL, NULL, "lowercase"},
     {"busybox@sha256:abc", NULL, NULL, NULL, NULL, NULL, "64 hex"},
@@ -127,8 +126,7 @@ test_ref_file_transports(void **state)
   assert_int_equal(r.transport, IMG_TRANSPORT_DOCKER_ARCHIVE);
   assert_string_equal(r.file, "/x/a.tar");
   assert_string_equal(r.subname, "docker.io/cirrus-test/busybox:latest");
-  assert_string_equal(r.canonical,
-                      "docker-archive:/x/a.tar:docker.io/cirrus-test/busybox:latest");
+  assert_string_equal(r.canonical, "docker-archive:/x/a.tar:docker.io/cirrus-test/busybox:latest");
   img_ref_release(&r);
 
   tl_ok(img_ref_parse("docker-archive:/x/a.tar", &r, &err), &err);
@@ -163,8 +161,8 @@ test_manifest_parse(void **state)
   img__manifest_release(&m);
 
   /* no mediaType in the document: the HTTP Content-Type decides */
-  static const char bare[] = "{\"schemaVersion\":2,\"config\":{\"digest\":\"sha256:" D64
-                             "\",\"size\":1},\"layers\":[]}";
+  static const char bare[] =
+      "{\"schemaVersion\":2,\"config\":{\"digest\":\"sha256:" D64 "\",\"size\":1},\"layers\":[]}";
   tl_ok(img__manifest_parse(bare, strlen(bare), IMG__MT_DOCKER_MANIFEST, &m, &err), &err);
   assert_int_equal(m.kind, IMG__KIND_MANIFEST);
   assert_string_equal(m.media_type, IMG__MT_DOCKER_MANIFEST);
@@ -192,27 +190,29 @@ test_manifest_parse(void **state)
 }
 
 #define ENTRY(plat, d)                                                                             \
-  "{\"mediaType\":\"" IMG__MT_OCI_MANIFEST "\",\"digest\":\"sha256:" d "\",\"size\":1,"          \
+  "{\"mediaType\":\"" IMG__MT_OCI_MANIFEST "\",\"digest\":\"sha256:" d "\",\"size\":1,"            \
   "\"platform\":" plat "}"
 #define DA "a" D64 + 1
 static const char index_json[] =
-    "{\"schemaVersion\":2,\"mediaType\":\"" IMG__MT_OCI_INDEX "\",\"manifests\":["
-    ENTRY("{\"os\":\"linux\",\"architecture\":\"amd64\"}",
-          "1111111111111111111111111111111111111111111111111111111111111111") ","
-    ENTRY("{\"os\":\"linux\",\"architecture\":\"arm64\",\"variant\":\"v8\"}",
-          "2222222222222222222222222222222222222222222222222222222222222222") ","
-    ENTRY("{\"os\":\"linux\",\"architecture\":\"arm\",\"variant\":\"v6\"}",
-          "3333333333333333333333333333333333333333333333333333333333333333") ","
-    ENTRY("{\"os\":\"linux\",\"architecture\":\"arm\",\"variant\":\"v7\"}",
-          "4444444444444444444444444444444444444444444444444444444444444444") ","
-    ENTRY("{\"os\":\"linux\",\"architecture\":\"arm\",\"variant\":\"v5\"}",
-          "5555555555555555555555555555555555555555555555555555555555555555") ","
-    ENTRY("{\"os\":\"windows\",\"architecture\":\"amd64\"}",
-          "6666666666666666666666666666666666666666666666666666666666666666") ","
-    ENTRY("{\"os\":\"unknown\",\"architecture\":\"unknown\"}",
-          "7777777777777777777777777777777777777777777777777777777777777777") ","
-    ENTRY("{\"os\":\"linux\",\"architecture\":\"s390x\"}",
-          "8888888888888888888888888888888888888888888888888888888888888888") "]}";
+    "{\"schemaVersion\":2,\"mediaType\":\"" IMG__MT_OCI_INDEX
+    "\",\"manifests\":[" ENTRY("{\"os\":\"linux\",\"architecture\":\"amd64\"}", "111111111111111111"
+                                                                                "111111111111111111"
+                                                                                "111111111111111111"
+                                                                                "1111111111") "," ENTRY("{\"os\":\"linux\",\"architecture\":\"arm64\",\"variant\":\"v8\"}", "2222222222222222222222222222222222222222222222222222222222222222") "," ENTRY("{\"os\":\"linux\",\"architecture\":\"arm\",\"variant\":\"v6\"}", "3333333333333333333333333333333333333333333333333333333333333333") "," ENTRY("{\"os\":\"linux\",\"architecture\":\"arm\",\"variant\":\"v7\"}", "4444444444444444444444444444444444444444444444444444444444444444") "," ENTRY(
+        "{\"os\":\"linux\",\"architecture\":\"arm\",\"variant\":\"v5\"}",
+        "5555555555555555555555555555555555555555555555555555555555555555") "," ENTRY("{\"os\":"
+                                                                                      "\"windows\","
+                                                                                      "\"architectu"
+                                                                                      "re\":"
+                                                                                      "\"amd64\"}",
+                                                                                      "666666666666"
+                                                                                      "666666666666"
+                                                                                      "666666666666"
+                                                                                      "666666666666"
+                                                                                      "666666666666"
+                                                                                      "6666") "," ENTRY("{\"os\":\"unknown\",\"architecture\":\"unknown\"}",
+                                                                                                        "7777777777777777777777777777777777777777777777777777777777777777") "," ENTRY("{\"os\":\"linux\",\"architecture\":\"s390x\"}",
+                                                                                                                                                                                      "8888888888888888888888888888888888888888888888888888888888888888") "]}";
 
 static char
 select_digit(const struct img__manifest *idx, const char *plat, struct ci_error **err)
@@ -239,10 +239,10 @@ test_index_select(void **state)
   assert_true(idx.manifests[6].attestation);
   assert_int_equal(select_digit(&idx, "linux/amd64", &err), '1');
   assert_int_equal(select_digit(&idx, "linux/x86_64", &err), '1');
-  assert_int_equal(select_digit(&idx, "linux/arm64", &err), '2');    /* "" = v8 */
+  assert_int_equal(select_digit(&idx, "linux/arm64", &err), '2'); /* "" = v8 */
   assert_int_equal(select_digit(&idx, "linux/arm64/v8", &err), '2');
   assert_int_equal(select_digit(&idx, "linux/aarch64", &err), '2');
-  assert_int_equal(select_digit(&idx, "linux/arm/v7", &err), '4');   /* exact */
+  assert_int_equal(select_digit(&idx, "linux/arm/v7", &err), '4'); /* exact */
   assert_int_equal(select_digit(&idx, "linux/arm/v6", &err), '3');
   assert_int_equal(select_digit(&idx, "linux/armhf", &err), '4');
   assert_int_equal(select_digit(&idx, "windows/amd64", &err), '6');
@@ -259,25 +259,103 @@ test_index_select(void **state)
 
   /* arm v7 host, no v7 image: the closest lower variant (v6 before v5) */
   static const char arm[] =
-      "{\"schemaVersion\":2,\"manifests\":["
-      ENTRY("{\"os\":\"linux\",\"architecture\":\"arm\",\"variant\":\"v5\"}",
-            "5555555555555555555555555555555555555555555555555555555555555555") ","
-      ENTRY("{\"os\":\"linux\",\"architecture\":\"arm\",\"variant\":\"v6\"}",
-            "3333333333333333333333333333333333333333333333333333333333333333") ","
-      ENTRY("{\"os\":\"linux\",\"architecture\":\"arm\",\"variant\":\"v8\"}",
-            "9999999999999999999999999999999999999999999999999999999999999999") "]}";
+      "{\"schemaVersion\":2,\"manifests\":[" ENTRY("{\"os\":\"linux\",\"architecture\":\"arm\","
+                                                   "\"variant\":\"v5\"}",
+                                                   "55555555555555555555555555555555555555555555555"
+                                                   "55555555555555555") "," ENTRY("{\"os\":"
+                                                                                  "\"linux\","
+                                                                                  "\"architecture\""
+                                                                                  ":\"arm\","
+                                                                                  "\"variant\":"
+                                                                                  "\"v6\"}",
+                                                                                  "3333333333333333"
+                                                                                  "3333333333333333"
+                                                                                  "3333333333333333"
+                                                                                  "333333333333333"
+                                                                                  "3") "," ENTRY("{"
+                                                                                                 "\"os\":\"linux\",\"architecture\":\"arm\",\"variant\":\"v8\"}",
+                                                                                                 "9"
+                                                                                                 "9"
+                                                                                                 "9"
+                                                                                                 "9"
+                                                                                                 "9"
+                                                                                                 "9"
+                                                                                                 "9"
+                                                                                                 "9"
+                                                                                                 "9"
+                                                                                                 "9"
+                                                                                                 "9"
+                                                                                                 "9"
+                                                                                                 "9"
+                                                                                                 "9"
+                                                                                                 "9"
+                                                                                                 "9"
+                                                                                                 "9"
+                                                                                                 "9"
+                                                                                                 "9"
+                                                                                                 "9"
+                                                                                                 "9"
+                                                                                                 "9"
+                                                                                                 "9"
+                                                                                                 "9"
+                                                                                                 "9"
+                                                                                                 "9"
+                                                                                                 "9"
+                                                                                                 "9"
+                                                                                                 "9"
+                                                                                                 "9"
+                                                                                                 "9"
+                                                                                                 "9"
+                                                                                                 "9"
+                                                                                                 "9"
+                                                                                                 "9"
+                                                                                                 "9"
+                                                                                                 "9"
+                                                                                                 "9"
+                                                                                                 "9"
+                                                                                                 "9"
+                                                                                                 "9"
+                                                                                                 "9"
+                                                                                                 "9"
+                                                                                                 "9"
+                                                                                                 "9"
+                                                                                                 "9"
+                                                                                                 "9"
+                                                                                                 "9"
+                                                                                                 "9"
+                                                                                                 "9"
+                                                                                                 "9"
+                                                                                                 "9"
+                                                                                                 "9"
+                                                                                                 "9"
+                                                                                                 "9"
+                                                                                                 "9"
+                                                                                                 "9"
+                                                                                                 "9"
+                                                                                                 "9"
+                                                                                                 "9"
+                                                                                                 "9"
+                                                                                                 "9"
+                                                                                                 "9"
+                                                                                                 "9") "]}";
   tl_ok(img__manifest_parse(arm, strlen(arm), NULL, &idx, &err), &err);
   assert_int_equal(select_digit(&idx, "linux/arm/v7", &err), '3');
   assert_int_equal(select_digit(&idx, "linux/arm/v5", &err), '5');
   img__manifest_release(&idx);
 
   /* amd64 variants: an image without variant is the baseline; v3 only on request */
-  static const char amd[] =
-      "{\"schemaVersion\":2,\"manifests\":["
-      ENTRY("{\"os\":\"linux\",\"architecture\":\"amd64\",\"variant\":\"v3\"}",
-            "3333333333333333333333333333333333333333333333333333333333333333") ","
-      ENTRY("{\"os\":\"linux\",\"architecture\":\"amd64\"}",
-            "1111111111111111111111111111111111111111111111111111111111111111") "]}";
+  static const char amd[] = "{\"schemaVersion\":2,\"manifests\":[" ENTRY(
+      "{\"os\":\"linux\",\"architecture\":\"amd64\",\"variant\":\"v3\"}",
+      "3333333333333333333333333333333333333333333333333333333333333333") "," ENTRY("{\"os\":"
+                                                                                    "\"linux\","
+                                                                                    "\"architecture"
+                                                                                    "\":\"amd64\"}",
+                                                                                    "11111111111111"
+                                                                                    "11111111111111"
+                                                                                    "11111111111111"
+                                                                                    "11111111111111"
+                                                                                    "11111111") "]"
+                                                                                                "}";
   tl_ok(img__manifest_parse(amd, strlen(amd), NULL, &idx, &err), &err);
   assert_int_equal(select_digit(&idx, "linux/amd64", &err), '1');
   assert_int_equal(select_digit(&idx, "linux/amd64/v3", &err), '3');
@@ -355,44 +433,43 @@ test_config_parse(void **state)
 
 /* ------------------------------------------------------------ registries.conf and auth */
 
-static const char regconf[] =
-    "# comment\n"
-    "unqualified-search-registries = [\"docker.io\",\n"
-    "   \"quay.io\"]  # multi-line array\n"
-    "short-name-mode = \"enforcing\"\n"
-    "[aliases]\n"
-    "\"fedora\" = \"registry.fedoraproject.org/fedora\"\n"
-    "[engine]\n"
-    "inline = { a = \"}\", b = 1 }\n"
-    "\n"
-    "[[registry]]\n"
-    "prefix = \"docker.io\"\n"
-    "location = \"primary.local:5000\"\n"
-    "mirror-by-digest-only = false\n"
-    "[[registry.mirror]]\n"
-    "location = \"mirror1.local\"\n"
-    "insecure = true\n"
-    "[[registry.mirror]]\n"
-    "location = 'mirror2.local/ns'\n"
-    "\n"
-    "[[registry]]\n"
-    "location = \"insecure.local:5000\"\n"
-    "insecure = true\n"
-    "[[registry]]\n"
-    "prefix = \"blocked.example.com/bad\"\n"
-    "location = \"blocked.example.com/bad\"\n"
-    "blocked = true\n"
-    "[[registry]]\n"
-    "prefix = \"*.wild.example\"\n"
-    "[[registry.mirror]]\n"
-    "location = \"wildmirror.local\"\n"
-    "[[registry]]\n"
-    "prefix = \"quay.io/org\"\n"
-    "location = \"quay-mirror.local/q\\\"x\"\n"
-    "[registries.insecure]\n"
-    "registries = ['v1.local:8080']\n"
-    "[registries.block]\n"
-    "registries = [\"evil.example\"]\n";
+static const char regconf[] = "# comment\n"
+                              "unqualified-search-registries = [\"docker.io\",\n"
+                              "   \"quay.io\"]  # multi-line array\n"
+                              "short-name-mode = \"enforcing\"\n"
+                              "[aliases]\n"
+                              "\"fedora\" = \"registry.fedoraproject.org/fedora\"\n"
+                              "[engine]\n"
+                              "inline = { a = \"}\", b = 1 }\n"
+                              "\n"
+                              "[[registry]]\n"
+                              "prefix = \"docker.io\"\n"
+                              "location = \"primary.local:5000\"\n"
+                              "mirror-by-digest-only = false\n"
+                              "[[registry.mirror]]\n"
+                              "location = \"mirror1.local\"\n"
+                              "insecure = true\n"
+                              "[[registry.mirror]]\n"
+                              "location = 'mirror2.local/ns'\n"
+                              "\n"
+                              "[[registry]]\n"
+                              "location = \"insecure.local:5000\"\n"
+                              "insecure = true\n"
+                              "[[registry]]\n"
+                              "prefix = \"blocked.example.com/bad\"\n"
+                              "location = \"blocked.example.com/bad\"\n"
+                              "blocked = true\n"
+                              "[[registry]]\n"
+                              "prefix = \"*.wild.example\"\n"
+                              "[[registry.mirror]]\n"
+                              "location = \"wildmirror.local\"\n"
+                              "[[registry]]\n"
+                              "prefix = \"quay.io/org\"\n"
+                              "location = \"quay-mirror.local/q\\\"x\"\n"
+                              "[registries.insecure]\n"
+                              "registries = ['v1.local:8080']\n"
+                              "[registries.block]\n"
+                              "registries = [\"evil.example\"]\n";
 
 static void
 check_ep(const struct img__endpoints *e, size_t i, const char *host, const char *repo,
@@ -489,11 +566,11 @@ static void
 test_loopback(void **state)
 {
   (void)state;
-  static const char *const yes[] = {"localhost", "localhost:5000", "127.0.0.1",
-                                    "127.1.2.3:80", "[::1]:5000", "[::1]"};
-  static const char *const no[] = {"128.0.0.1", "localhost.evil.com", "127.0.0.1.evil.com",
-                                   "127.0.0", "10.0.0.1:5000", "[::2]", "example.com",
-                                   "127.0.0.x"};
+  static const char *const yes[] = {"localhost",    "localhost:5000", "127.0.0.1",
+                                    "127.1.2.3:80", "[::1]:5000",     "[::1]"};
+  static const char *const no[] = {"128.0.0.1",   "localhost.evil.com", "127.0.0.1.evil.com",
+                                   "127.0.0",     "10.0.0.1:5000",      "[::2]",
+                                   "example.com", "127.0.0.x"};
   for (size_t i = 0; i < CI_ARRAY_SIZE(yes); i++)
     if (!img__host_is_loopback(yes[i]))
       fail_msg("%s should be loopback", yes[i]);
@@ -549,8 +626,8 @@ test_challenge(void **state)
   assert_string_equal(service, "registry.docker.io");
   assert_string_equal(scope, "repository:library/busybox:pull");
   free(scheme), free(realm), free(service), free(scope);
-  assert_int_equal(img__parse_challenge("Basic realm=\"Registry \\\"Realm\\\"\"", &scheme,
-                                        &realm, &service, &scope),
+  assert_int_equal(img__parse_challenge("Basic realm=\"Registry \\\"Realm\\\"\"", &scheme, &realm,
+                                        &service, &scope),
                    0);
   assert_string_equal(scheme, "basic");
   assert_string_equal(realm, "Registry \"Realm\"");
@@ -569,8 +646,8 @@ test_challenge(void **state)
 /* ------------------------------------------------------------ store */
 
 struct fixture {
-  char *base;  /* temp dir */
-  char *root;  /* store root */
+  char *base; /* temp dir */
+  char *root; /* store root */
   struct img_store *s;
 };
 
@@ -602,8 +679,8 @@ static void
 test_store_open(void **state)
 {
   struct fixture *f = *state;
-  static const char *const dirs[] = {"blobs/sha256", "blobs/partial", "layers", "images",
-                                     "locks", "staging"};
+  static const char *const dirs[] = {"blobs/sha256", "blobs/partial", "layers",
+                                     "images",       "locks",         "staging"};
   for (size_t i = 0; i < CI_ARRAY_SIZE(dirs); i++)
     assert_true(S_ISDIR(tl_mode("%s/%s", f->root, dirs[i])));
   cleanup_free char *sj = xasprintf("%s/store.json", f->root);
@@ -956,7 +1033,8 @@ test_pull_oci_corrupt(void **state)
                                      IMG__MT_OCI_MANIFEST, md2, strlen(man));
   tl_oci_finish(e, idx);
   cleanup_free char *re = xasprintf("oci:%s", e);
-  tl_fails(img_pull(f->s, re, NULL, &img, &err), &err, "the manifest has 2 layers but the config 1");
+  tl_fails(img_pull(f->s, re, NULL, &img, &err), &err,
+           "the manifest has 2 layers but the config 1");
 
   /* 5. two names and no tag asked for */
   cleanup_free char *g = xasprintf("%s/two", f->base);
@@ -1081,8 +1159,8 @@ test_pull_docker_archive(void **state)
 
   /* a compressed archive with one image, whose config file name lies about its digest */
   cleanup_free char *liar = xasprintf("%s.json", chex2);
-  cleanup_free char *m2 = xasprintf("[{\"Config\":\"%s\",\"RepoTags\":null,\"Layers\":[\"%s\"]}]",
-                                    liar, l0);
+  cleanup_free char *m2 =
+      xasprintf("[{\"Config\":\"%s\",\"RepoTags\":null,\"Layers\":[\"%s\"]}]", liar, l0);
   const struct arch_member bad[] = {
       {"manifest.json", m2, strlen(m2), NULL},
       {l0, l[0].tar, l[0].tar_len, NULL},
@@ -1253,8 +1331,7 @@ test_concurrent_pulls(void **state)
         struct stat sb;
         ok = ok && stat(blob, &sb) == 0 && sb.st_size == (3 << 20);
       }
-      unsigned char out[2] = {(unsigned char)st.layers_extracted,
-                              (unsigned char)st.layers_reused};
+      unsigned char out[2] = {(unsigned char)st.layers_extracted, (unsigned char)st.layers_reused};
       if (write(results[1], out, 2) != 2)
         _exit(23);
       img_image_free(img);

@@ -37,7 +37,10 @@ check_rootfs(const struct img_image *img)
   char magic[4];
   assert_int_equal(read(fd, magic, 4), 4);
   close(fd);
-  assert_memory_equal(magic, "\x7f" "ELF", 4);
+  assert_memory_equal(magic,
+                      "\x7f"
+                      "ELF",
+                      4);
   bool sh = false;
   for (size_t i = 0; i < img->layers.n; i++)
     sh = sh || tl_exists("%s/bin/sh", img->layers.v[i]);

@@ -96,7 +96,9 @@ test_extract_basic(void **state)
   tb_file(&t, "./etc/passwd", 0644, "root:x:0:0::/root:/bin/sh\n");
   tb_file(&t, "./etc/shadow", 0600, "root:*::0:::::\n");
   tb_dir(&t, "bin", 0755);
-  tb_file(&t, "bin/busybox", 0755, "\x7f" "ELF fake");
+  tb_file(&t, "bin/busybox", 0755,
+          "\x7f"
+          "ELF fake");
   tb_symlink(&t, "bin/sh", "busybox");
   tb_symlink(&t, "bin/abs", "/bin/busybox");
   tb_hardlink(&t, "bin/ls", "bin/busybox");
@@ -197,7 +199,7 @@ test_extract_whiteouts(void **state)
   tb_file(&t, "opq/.wh..wh..opq", 0644, "");
   tb_file(&t, "opq/new", 0644, "n");
   tb_file(&t, "fresh/.wh..wh..opq", 0644, ""); /* opaque dir whose header is missing */
-  tb_dir(&t, ".wh..wh.plnk", 0700);           /* aufs bookkeeping: ignored */
+  tb_dir(&t, ".wh..wh.plnk", 0700);            /* aufs bookkeeping: ignored */
   size_t len;
   cleanup_free char *tar = tb_finish(&t, &len);
   struct ci_error *err = NULL;
@@ -366,9 +368,9 @@ struct hostile {
   const char *name;
   void (*build)(struct tb *t, const struct sandbox *sb);
   enum expect expect;
-  const char *msg;                       /* REFUSED: part of the error */
+  const char *msg;                         /* REFUSED: part of the error */
   void (*check)(const struct sandbox *sb); /* NEUTRALISED: what the layer must look like */
-  bool fallback_refuses;                 /* without openat2 every symlinked parent is refused */
+  bool fallback_refuses;                   /* without openat2 every symlinked parent is refused */
 };
 
 static void
@@ -856,18 +858,12 @@ int
 main(void)
 {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_extract_basic),
-      cmocka_unit_test(test_extract_compressions),
-      cmocka_unit_test(test_extract_whiteouts),
-      cmocka_unit_test(test_extract_replacements),
-      cmocka_unit_test(test_extract_bad_input),
-      cmocka_unit_test(test_extract_cancel),
-      cmocka_unit_test(test_extract_owner),
-      cmocka_unit_test(test_extract_root_entries),
-      cmocka_unit_test(test_hostile_corpus),
-      cmocka_unit_test(test_hostile_corpus_gzip),
-      cmocka_unit_test(test_hostile_corpus_fallback),
-      cmocka_unit_test(test_rm_rf_deep),
+      cmocka_unit_test(test_extract_basic),           cmocka_unit_test(test_extract_compressions),
+      cmocka_unit_test(test_extract_whiteouts),       cmocka_unit_test(test_extract_replacements),
+      cmocka_unit_test(test_extract_bad_input),       cmocka_unit_test(test_extract_cancel),
+      cmocka_unit_test(test_extract_owner),           cmocka_unit_test(test_extract_root_entries),
+      cmocka_unit_test(test_hostile_corpus),          cmocka_unit_test(test_hostile_corpus_gzip),
+      cmocka_unit_test(test_hostile_corpus_fallback), cmocka_unit_test(test_rm_rf_deep),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -72,8 +72,7 @@ tb_put(struct tb *t, struct archive_entry *e, const void *data, size_t len)
 {
   int r = archive_write_header(t->a, e);
   if (r != ARCHIVE_OK)
-    fail_msg("archive_write_header(%s): %s", archive_entry_pathname(e),
-             archive_error_string(t->a));
+    fail_msg("archive_write_header(%s): %s", archive_entry_pathname(e), archive_error_string(t->a));
   if (len)
     assert_int_equal(archive_write_data(t->a, data, len), (la_ssize_t)len);
   archive_entry_free(e);
@@ -290,8 +289,10 @@ tl_walk(const char *dir, const char *rel, struct ci_strv *out)
     struct stat st;
     if (lstat(full, &st) < 0)
       continue;
-    char kind = S_ISDIR(st.st_mode) ? 'd' : S_ISLNK(st.st_mode) ? 'l' : S_ISREG(st.st_mode) ? 'f'
-                                                                                              : 'o';
+    char kind = S_ISDIR(st.st_mode)   ? 'd'
+                : S_ISLNK(st.st_mode) ? 'l'
+                : S_ISREG(st.st_mode) ? 'f'
+                                      : 'o';
     ci_strv_push_take(out, xasprintf("%c %s %lld %o", kind, r, (long long)st.st_size,
                                      (unsigned)(st.st_mode & 07777)));
     if (S_ISDIR(st.st_mode))
@@ -395,8 +396,9 @@ tl_config(const struct tl_layer *layers, size_t n, const char *arch, const char 
 {
   struct ci_buf b = CI_BUF_INIT;
   ci_buf_init(&b);
-  ci_buf_addf(&b, "{\"architecture\":\"%s\",\"os\":\"linux\",\"config\":{%s},"
-                  "\"rootfs\":{\"type\":\"layers\",\"diff_ids\":[",
+  ci_buf_addf(&b,
+              "{\"architecture\":\"%s\",\"os\":\"linux\",\"config\":{%s},"
+              "\"rootfs\":{\"type\":\"layers\",\"diff_ids\":[",
               arch, extra_config ? extra_config : "\"Cmd\":[\"/bin/sh\"]");
   for (size_t i = 0; i < n; i++)
     ci_buf_addf(&b, "%s\"%s\"", i ? "," : "", layers[i].diff_id);

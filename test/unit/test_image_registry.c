@@ -25,15 +25,15 @@ struct srv_doc {
 
 struct srv {
   /* behaviour */
-  bool bearer;           /* require Authorization: Bearer TOKEN */
-  bool basic;            /* require Basic alice:s3cr3t */
-  bool redirect;         /* blob GETs answer 307 to /storage/<hex> */
-  bool ignore_range;     /* answer 200 with the whole blob even to Range requests */
-  bool truncate_first;   /* the first blob GET gets half its body, then the connection closes */
-  bool truncate_config;  /* the same for the first small blob (the config) */
-  bool slow;             /* send blobs in 16 KiB pieces, 10 ms apart */
-  bool expire_once;      /* the first blob GET is 401 even with a valid token */
-  bool not_a_registry;   /* /v2/ answers 404 */
+  bool bearer;          /* require Authorization: Bearer TOKEN */
+  bool basic;           /* require Basic alice:s3cr3t */
+  bool redirect;        /* blob GETs answer 307 to /storage/<hex> */
+  bool ignore_range;    /* answer 200 with the whole blob even to Range requests */
+  bool truncate_first;  /* the first blob GET gets half its body, then the connection closes */
+  bool truncate_config; /* the same for the first small blob (the config) */
+  bool slow;            /* send blobs in 16 KiB pieces, 10 ms apart */
+  bool expire_once;     /* the first blob GET is 401 even with a valid token */
+  bool not_a_registry;  /* /v2/ answers 404 */
   struct srv_doc docs[16];
   size_t n_docs;
   /* runtime */
@@ -104,8 +104,7 @@ find_doc(const struct srv *s, const char *path)
 }
 
 static void
-serve_blob(const struct srv *s, int fd, const struct srv_doc *d, const char *range,
-           int *blob_gets)
+serve_blob(const struct srv *s, int fd, const struct srv_doc *d, const char *range, int *blob_gets)
 {
   size_t start = 0;
   if (range && !s->ignore_range && !strncmp(range, "bytes=", 6))
@@ -133,8 +132,8 @@ serve_blob(const struct srv *s, int fd, const struct srv_doc *d, const char *ran
   if (s->truncate_config && small_gets == 1 && d->len <= 10000)
     send_len = len / 2;
   if (!s->slow) {
-    respond(fd, status, status == 200 ? "OK" : "Partial Content", extra,
-            "application/octet-stream", d->data + start, len, send_len);
+    respond(fd, status, status == 200 ? "OK" : "Partial Content", extra, "application/octet-stream",
+            d->data + start, len, send_len);
     return;
   }
   respond(fd, status, "OK", extra, "application/octet-stream", NULL, len, 0);
@@ -376,17 +375,21 @@ setup(void **state)
   f->manifest = tl_manifest(IMG__MT_OCI_MANIFEST, f->config, &f->layer, 1,
                             "application/vnd.oci.image.layer.v1.tar+gzip");
   img__digest_bytes(f->manifest, strlen(f->manifest), f->mdigest);
-  f->index = xasprintf(
-      "{\"schemaVersion\":2,\"mediaType\":\"%s\",\"manifests\":["
-      "{\"mediaType\":\"%s\",\"digest\":\"sha256:" "%064d" "\",\"size\":1,"
-      "\"platform\":{\"os\":\"linux\",\"architecture\":\"arm64\",\"variant\":\"v8\"}},"
-      "{\"mediaType\":\"%s\",\"digest\":\"%s\",\"size\":%zu,"
-      "\"platform\":{\"os\":\"linux\",\"architecture\":\"amd64\"}},"
-      "{\"mediaType\":\"%s\",\"digest\":\"sha256:" "%064d" "\",\"size\":1,"
-      "\"platform\":{\"os\":\"unknown\",\"architecture\":\"unknown\"},\"annotations\":"
-      "{\"vnd.docker.reference.type\":\"attestation-manifest\"}}]}",
-      IMG__MT_OCI_INDEX, IMG__MT_OCI_MANIFEST, 0, IMG__MT_OCI_MANIFEST, f->mdigest,
-      strlen(f->manifest), IMG__MT_OCI_MANIFEST, 1);
+  f->index =
+      xasprintf("{\"schemaVersion\":2,\"mediaType\":\"%s\",\"manifests\":["
+                "{\"mediaType\":\"%s\",\"digest\":\"sha256:"
+                "%064d"
+                "\",\"size\":1,"
+                "\"platform\":{\"os\":\"linux\",\"architecture\":\"arm64\",\"variant\":\"v8\"}},"
+                "{\"mediaType\":\"%s\",\"digest\":\"%s\",\"size\":%zu,"
+                "\"platform\":{\"os\":\"linux\",\"architecture\":\"amd64\"}},"
+                "{\"mediaType\":\"%s\",\"digest\":\"sha256:"
+                "%064d"
+                "\",\"size\":1,"
+                "\"platform\":{\"os\":\"unknown\",\"architecture\":\"unknown\"},\"annotations\":"
+                "{\"vnd.docker.reference.type\":\"attestation-manifest\"}}]}",
+                IMG__MT_OCI_INDEX, IMG__MT_OCI_MANIFEST, 0, IMG__MT_OCI_MANIFEST, f->mdigest,
+                strlen(f->manifest), IMG__MT_OCI_MANIFEST, 1);
   img__digest_bytes(f->index, strlen(f->index), f->idigest);
   f->cpath = xasprintf("/blob/%s", f->cdigest + 7);
   f->lpath = xasprintf("/blob/%s", f->layer.digest + 7);
@@ -746,18 +749,18 @@ test_mirrors(void **state)
   fixture_add_docs(f, &f->srv, "mirror/img"); /* the mirror has the image under its own path */
   srv_start(&f->srv, f->base);
   cleanup_free char *conf = xasprintf("%s/registries.conf", f->base);
-  cleanup_free char *text = xasprintf("[[registry]]\n"
-                                      "prefix = \"127.0.0.1:%d/test\"\n"
-                                      "location = \"127.0.0.1:%d/test\"\n"
-                                      "[[registry.mirror]]\n"
-                                      "location = \"127.0.0.1:%d/absent\"\n"
-                                      "[[registry.mirror]]\n"
-                                      "location = \"127.0.0.1:%d/mirror\"\n"
-                                      "[[registry]]\n"
-                                      "prefix = \"127.0.0.1:%d/blocked\"\n"
-                                      "blocked = true\n",
-                                      f->srv.port, f->srv.port, f->srv.port, f->srv.port,
-                                      f->srv.port);
+  cleanup_free char *text =
+      xasprintf("[[registry]]\n"
+                "prefix = \"127.0.0.1:%d/test\"\n"
+                "location = \"127.0.0.1:%d/test\"\n"
+                "[[registry.mirror]]\n"
+                "location = \"127.0.0.1:%d/absent\"\n"
+                "[[registry.mirror]]\n"
+                "location = \"127.0.0.1:%d/mirror\"\n"
+                "[[registry]]\n"
+                "prefix = \"127.0.0.1:%d/blocked\"\n"
+                "blocked = true\n",
+                f->srv.port, f->srv.port, f->srv.port, f->srv.port, f->srv.port);
   tl_write(conf, text, strlen(text));
   struct img_pull_opts po = IMG_PULL_OPTS_INIT;
   po.registries_conf = conf;
