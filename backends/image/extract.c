@@ -53,6 +53,9 @@ struct ex {
   int cache_fd;
   struct img__extract_result res;
   unsigned neutralised;
+  uid_t euid;
+  gid_t egid;
+  bool root_sgid; /* the layer root is setgid: new entries do not get our group */
 };
 
 /* ------------------------------------------------------------ libarchive callbacks */
@@ -335,6 +338,55 @@ clear_slot(struct ex *x, int pfd, const char *name, const char *path, bool keep_
   return 0;
 }
 
+enum mk_kind { MK_FILE, MK_DIR, MK_SYMLINK, MK_FIFO, MK_HARDLINK };
+
+/* Create name in pfd, optimistically: only when the name is taken is whatever is there removed
+ * (never followed) and the creation tried once more.  MK_DIR keeps an existing directory and
+ * returns 1; MK_FILE returns the new file's descriptor; the others return 0. */
+static int
+create_entry(struct ex *x, int pfd, const char *name, const char *path, enum mk_kind kind,
+             const char *target, int tfd, const char *tname, struct ci_error **err)
+{
+  static const char *const what[] = {"file", "directory", "symlink", "fifo", "hardlink"};
+  for (int attempt = 0;; attempt++) {
+    int r = -1;
+    switch (kind) {
+    case MK_FILE:
+      r = openat(pfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+      break;
+    case MK_DIR:
+      r = mkdirat(pfd, name, 0700);
+      break;
+    case MK_SYMLINK:
+      r = symlinkat(target, pfd, name);
+      break;
+    case MK_FIFO:
+      r = mkfifoat(pfd, name, 0600);
+      break;
+    case MK_HARDLINK:
+      r = linkat(tfd, tname, pfd, name, 0);
+      break;
+    }
+    if (r >= 0)
+      return kind == MK_FILE ? r : 0;
+    if (errno != EEXIST || attempt > 0)
+      return ci_error_make(err, -errno, "layer entry '%s': cannot create %s: %s", path, what[kind],
+                           strerror(errno));
+    int kept = clear_slot(x, pfd, name, path, kind == MK_DIR, err);
+    if (kept != 0)
+      return kept; /* an error, or the directory that is already there */
+  }
+}
+
+/* Whether an entry's owner must be set: only when the store keeps owners and the entry's
+ * differs from what a new file gets anyway (our ids; no setgid directory exists while
+ * extracting, as directory modes are applied at the end, unless the layer root has it). */
+static bool
+need_chown(const struct ex *x, uid_t uid, gid_t gid)
+{
+  return x->o->preserve_owner && (uid != x->euid || gid != x->egid || x->root_sgid);
+}
+
 static mode_t
 safe_file_mode(struct ex *x, const char *path, mode_t mode)
 {
@@ -476,7 +528,7 @@ do_entry(struct ex *x, struct archive_entry *e, struct ci_buf *path, struct ci_b
 
   uid_t uid = (uid_t)archive_entry_uid(e);
   gid_t gid = (gid_t)archive_entry_gid(e);
-  bool own = x->o->preserve_owner;
+  bool own = need_chown(x, uid, gid);
   struct timespec times[2];
   bool has_mtime = archive_entry_mtime_is_set(e);
   times[0].tv_sec = times[1].tv_sec = archive_entry_mtime(e);
@@ -517,12 +569,8 @@ do_entry(struct ex *x, struct archive_entry *e, struct ci_buf *path, struct ci_b
     int pfd = get_dir(x, dir, true, p, err);
     if (pfd < 0)
       return pfd;
-    if ((ret = clear_slot(x, pfd, name, p, false, err)) < 0)
-      return ret;
-    if (linkat(tfd, tname, pfd, name, 0) < 0)
-      return ci_error_make(err, -errno, "layer entry '%s': cannot link to '%s': %s", p, hl,
-                           strerror(errno));
-    return 0;
+    ret = create_entry(x, pfd, name, p, MK_HARDLINK, NULL, tfd, tname, err);
+    return ret < 0 ? ret : 0;
   }
 
   mode_t type = archive_entry_filetype(e);
@@ -532,12 +580,9 @@ do_entry(struct ex *x, struct archive_entry *e, struct ci_buf *path, struct ci_b
     int pfd = get_dir(x, dir, true, p, err);
     if (pfd < 0)
       return pfd;
-    int kept = clear_slot(x, pfd, name, p, true, err);
+    int kept = create_entry(x, pfd, name, p, MK_DIR, NULL, -1, NULL, err);
     if (kept < 0)
       return kept;
-    if (!kept && mkdirat(pfd, name, 0700) < 0)
-      return ci_error_make(err, -errno, "layer entry '%s': cannot create directory: %s", p,
-                           strerror(errno));
     mode_t m = mode & 07777;
     if (m & S_ISUID) {
       x->neutralised++;
@@ -555,12 +600,9 @@ do_entry(struct ex *x, struct archive_entry *e, struct ci_buf *path, struct ci_b
     int pfd = get_dir(x, dir, true, p, err);
     if (pfd < 0)
       return pfd;
-    if ((ret = clear_slot(x, pfd, name, p, false, err)) < 0)
-      return ret;
-    cleanup_close int fd =
-        openat(pfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    cleanup_close int fd = create_entry(x, pfd, name, p, MK_FILE, NULL, -1, NULL, err);
     if (fd < 0)
-      return ci_error_make(err, -errno, "layer entry '%s': cannot create: %s", p, strerror(errno));
+      return fd;
     if ((ret = write_data(x, fd, e, p, err)) < 0)
       return ret;
     if (own && fchown(fd, uid, gid) < 0)
@@ -579,12 +621,9 @@ do_entry(struct ex *x, struct archive_entry *e, struct ci_buf *path, struct ci_b
     int pfd = get_dir(x, dir, true, p, err);
     if (pfd < 0)
       return pfd;
-    if ((ret = clear_slot(x, pfd, name, p, false, err)) < 0)
-      return ret;
     cache_invalidate(x, p);
-    if (symlinkat(target, pfd, name) < 0)
-      return ci_error_make(err, -errno, "layer entry '%s': cannot create symlink: %s", p,
-                           strerror(errno));
+    if ((ret = create_entry(x, pfd, name, p, MK_SYMLINK, target, -1, NULL, err)) < 0)
+      return ret;
     if (own && fchownat(pfd, name, uid, gid, AT_SYMLINK_NOFOLLOW) < 0)
       return ci_error_make(err, -errno, "layer entry '%s': cannot chown: %s", p, strerror(errno));
     if (has_mtime)
@@ -595,11 +634,8 @@ do_entry(struct ex *x, struct archive_entry *e, struct ci_buf *path, struct ci_b
     int pfd = get_dir(x, dir, true, p, err);
     if (pfd < 0)
       return pfd;
-    if ((ret = clear_slot(x, pfd, name, p, false, err)) < 0)
+    if ((ret = create_entry(x, pfd, name, p, MK_FIFO, NULL, -1, NULL, err)) < 0)
       return ret;
-    if (mkfifoat(pfd, name, 0600) < 0)
-      return ci_error_make(err, -errno, "layer entry '%s': cannot create fifo: %s", p,
-                           strerror(errno));
     /* The name is ours (just made, in a private directory), so fchmodat cannot be fooled. */
     if (own && fchownat(pfd, name, uid, gid, AT_SYMLINK_NOFOLLOW) < 0)
       return ci_error_make(err, -errno, "layer entry '%s': cannot chown: %s", p, strerror(errno));
@@ -680,6 +716,10 @@ img__extract(int dirfd, img__read_fn rd, void *rctx, const struct img__extract_o
   x.rd = rd;
   x.rctx = rctx;
   x.cache_fd = -1;
+  x.euid = geteuid();
+  x.egid = getegid();
+  struct stat rst;
+  x.root_sgid = fstat(dirfd, &rst) == 0 && (rst.st_mode & S_ISGID);
   x.inbuf = xmalloc(EX_BUF);
   x.midbuf = xmalloc(EX_BUF);
   img__hash_init(&x.hash);
