@@ -210,8 +210,13 @@ struct img_store;
  * $HOME/.local/share/cirrus (HOME from the password database when unset).  Creates nothing. */
 int img_store_default_dir(char **out, struct ci_error **err);
 
-/* Open (creating it and its parents, mode 0700 for a new root) the store at root.  opts may be
- * NULL.  On success *out is a new store for img_store_free(). */
+/* Open the store at root (an absolute path), creating it and its missing parents.  Store
+ * directories are made 0755 (staging/ and blobs/partial/ 0700) so that a runtime whose user
+ * namespace maps root to a subordinate id can still look up the layer directories; put the
+ * store below a private directory if its images must not be readable by other users.  Layer
+ * paths are root + "/layers/<64 hex>/diff": when root contains ':' or ',' an overlay
+ * "lowerdir=" option must escape them (or use fsconfig's "lowerdir+").  opts may be NULL.
+ * On success *out is a new store for img_store_free(); nothing is locked between calls. */
 int img_store_open(const char *root, const struct img_store_opts *opts, struct img_store **out,
                    struct ci_error **err);
 void img_store_free(struct img_store *s);

@@ -312,6 +312,29 @@ test_extract_bad_input(void **state)
   sb_release(&sb);
 }
 
+/* Builders emit layers with nothing in them ("throwaway" steps): 1024 zero bytes, gzipped.
+ * Their diff id is the well-known sha256 of those zeros. */
+static void
+test_extract_empty_layer(void **state)
+{
+  (void)state;
+  struct sandbox sb;
+  sb_init(&sb);
+  char zeros[1024];
+  memset(zeros, 0, sizeof(zeros));
+  size_t clen;
+  cleanup_free char *gz = tl_compress(zeros, sizeof(zeros), "gzip", &clen);
+  struct ci_error *err = NULL;
+  struct img__extract_result res;
+  tl_ok(sb_extract(&sb, gz, clen, IMG_OPAQUE_USER, &res, &err), &err);
+  assert_string_equal(res.diff_id,
+                      "sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef");
+  assert_int_equal(res.entries, 0);
+  cleanup_free char *tree = tl_tree(sb.layer);
+  assert_string_equal(tree, "");
+  sb_release(&sb);
+}
+
 static void
 test_extract_cancel(void **state)
 {
@@ -860,7 +883,8 @@ main(void)
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_extract_basic),           cmocka_unit_test(test_extract_compressions),
       cmocka_unit_test(test_extract_whiteouts),       cmocka_unit_test(test_extract_replacements),
-      cmocka_unit_test(test_extract_bad_input),       cmocka_unit_test(test_extract_cancel),
+      cmocka_unit_test(test_extract_bad_input),       cmocka_unit_test(test_extract_empty_layer),
+      cmocka_unit_test(test_extract_cancel),
       cmocka_unit_test(test_extract_owner),           cmocka_unit_test(test_extract_root_entries),
       cmocka_unit_test(test_hostile_corpus),          cmocka_unit_test(test_hostile_corpus_gzip),
       cmocka_unit_test(test_hostile_corpus_fallback), cmocka_unit_test(test_rm_rf_deep),
