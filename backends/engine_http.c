@@ -33,11 +33,11 @@
 #define CONNECT_TIMEOUT_MS 30000L
 
 struct engine_sock {
-  uv_poll_t poll;            /* poll.data = this */
-  struct engine_http *http;  /* borrowed */
+  uv_poll_t poll;           /* poll.data = this */
+  struct engine_http *http; /* borrowed */
   curl_socket_t fd;
-  bool closing;              /* uv_close() called; freed in its callback */
-  struct engine_sock *next;  /* in http->socks */
+  bool closing;             /* uv_close() called; freed in its callback */
+  struct engine_sock *next; /* in http->socks */
   struct engine_sock *prev;
 };
 
@@ -49,22 +49,22 @@ struct engine_http {
   struct engine_req *reqs;   /* requests in flight */
   struct engine_sock *socks; /* poll handles, closing ones included */
   size_t nreqs;
-  int open_handles;          /* the two timers + socks not yet closed */
-  bool closing;              /* engine_http_close() was called */
-  bool finalized;            /* curl is gone, handles are closing */
+  int open_handles; /* the two timers + socks not yet closed */
+  bool closing;     /* engine_http_close() was called */
+  bool finalized;   /* curl is gone, handles are closing */
 };
 
 struct engine_req {
-  struct engine_http *http;  /* borrowed */
-  CURL *easy;                /* owned */
-  struct curl_slist *headers;/* owned */
-  char *desc;                /* owned: "docker POST /v1.41/containers/create" */
-  char *url;                 /* owned */
-  char *socket_path;         /* owned, NULL for TCP */
-  char *endpoint_url;        /* owned: "unix:///var/run/docker.sock" */
+  struct engine_http *http;   /* borrowed */
+  CURL *easy;                 /* owned */
+  struct curl_slist *headers; /* owned */
+  char *desc;                 /* owned: "docker POST /v1.41/containers/create" */
+  char *url;                  /* owned */
+  char *socket_path;          /* owned, NULL for TCP */
+  char *endpoint_url;         /* owned: "unix:///var/run/docker.sock" */
   char errbuf[CURL_ERROR_SIZE];
 
-  char *send_buf;            /* owned copy of a fixed body */
+  char *send_buf; /* owned copy of a fixed body */
   size_t send_len, send_off;
   engine_send_cb on_send;
   bool send_paused;
@@ -72,16 +72,16 @@ struct engine_req {
   engine_body_cb on_body;
   engine_done_cb on_done;
   void *data;
-  struct ci_buf body;        /* collected body (or error body) */
+  struct ci_buf body; /* collected body (or error body) */
   size_t max_body;
-  bool status_known;         /* the first body byte arrived: stream or collect decided */
-  bool streaming;            /* body bytes go to on_body */
-  bool error_truncated;      /* an error body beyond ERROR_BODY_MAX was cut */
+  bool status_known;    /* the first body byte arrived: stream or collect decided */
+  bool streaming;       /* body bytes go to on_body */
+  bool error_truncated; /* an error body beyond ERROR_BODY_MAX was cut */
 
-  bool canceled;             /* engine_req_cancel() or shutdown */
-  bool aborted;              /* ended by us with err (a failed resume) */
-  struct ci_error *err;      /* owned: failure raised inside a curl callback */
-  struct engine_req *next;   /* in http->reqs */
+  bool canceled;           /* engine_req_cancel() or shutdown */
+  bool aborted;            /* ended by us with err (a failed resume) */
+  struct ci_error *err;    /* owned: failure raised inside a curl callback */
+  struct engine_req *next; /* in http->reqs */
   struct engine_req *prev;
 };
 
@@ -111,14 +111,12 @@ engine_endpoint_init(struct engine_endpoint *ep, const char *name, const char *u
     const char *host = strstr(url, "://") + 3;
     size_t n = strcspn(host, "/?#");
     if (n == 0 || host[n] == '?' || host[n] == '#' || (host[n] == '/' && host[n + 1]))
-      return ci_error_make(err, -EINVAL,
-                           "%s: invalid engine address '%s': expected tcp://host[:port]", name,
-                           url);
+      return ci_error_make(
+          err, -EINVAL, "%s: invalid engine address '%s': expected tcp://host[:port]", name, url);
     for (size_t i = 0; i < n; i++) {
       unsigned char c = (unsigned char)host[i];
       if (c <= ' ' || c == '@' || c == '\\' || c >= 0x7f)
-        return ci_error_make(err, -EINVAL, "%s: invalid engine address '%s': bad host", name,
-                             url);
+        return ci_error_make(err, -EINVAL, "%s: invalid engine address '%s': bad host", name, url);
     }
     /* A port is present unless the host ends without ":digits" (IPv6 literals are bracketed). */
     const char *colon = NULL;
@@ -131,8 +129,7 @@ engine_endpoint_init(struct engine_endpoint *ep, const char *name, const char *u
         break;
     }
     if (colon && colon == host + n - 1)
-      return ci_error_make(err, -EINVAL, "%s: invalid engine address '%s': empty port", name,
-                           url);
+      return ci_error_make(err, -EINVAL, "%s: invalid engine address '%s': empty port", name, url);
     ep->base_url = colon ? xasprintf("http://%.*s", (int)n, host)
                          : xasprintf("http://%.*s:2375", (int)n, host);
   } else {
@@ -308,8 +305,7 @@ curl_error(struct engine_req *req, CURLcode rc, struct ci_error **err)
       else if (e)
         ci_error_make(err, -e, "cannot connect to %s: %s", req->endpoint_url, strerror(e));
       else
-        ci_error_make(err, -ECONNREFUSED, "cannot connect to %s: %s", req->endpoint_url,
-                      detail);
+        ci_error_make(err, -ECONNREFUSED, "cannot connect to %s: %s", req->endpoint_url, detail);
     } else {
       ci_error_make(err, -ECONNREFUSED, "cannot connect to %s: %s", req->endpoint_url, detail);
     }
@@ -318,8 +314,7 @@ curl_error(struct engine_req *req, CURLcode rc, struct ci_error **err)
     ci_error_make(err, CI_ETIMEDOUT, "no answer from %s in time: %s", req->endpoint_url, detail);
     return;
   case CURLE_GOT_NOTHING:
-    ci_error_make(err, CI_EPROTO, "%s closed the connection without answering",
-                  req->endpoint_url);
+    ci_error_make(err, CI_EPROTO, "%s closed the connection without answering", req->endpoint_url);
     return;
   case CURLE_PARTIAL_FILE:
   case CURLE_RECV_ERROR:
@@ -368,8 +363,8 @@ req_finish(struct engine_req *req, CURLcode rc)
     ci_error_prefix(&err, "%s", req->desc);
   } else if (resp.status >= 400) {
     cleanup_free char *msg = engine_error_message(req->body.s, req->body.len);
-    ci_error_make(&err, http_status_code(resp.status), "%s: HTTP %ld%s%s", req->desc,
-                  resp.status, msg ? ": " : "", msg ? msg : "");
+    ci_error_make(&err, http_status_code(resp.status), "%s: HTTP %ld%s%s", req->desc, resp.status,
+                  msg ? ": " : "", msg ? msg : "");
   } else if (resp.status == 0) {
     ci_error_make(&err, CI_EPROTO, "%s: no HTTP status from %s", req->desc, req->endpoint_url);
   }
@@ -435,7 +430,8 @@ on_curl_socket(CURL *easy, curl_socket_t fd, int action, void *userp, void *sock
 
   if (action == CURL_POLL_REMOVE) {
     if (s) {
-      curl_multi_assign(http->multi, fd, NULL);
+      if (!http->finalized) /* not while curl_multi_cleanup() runs */
+        curl_multi_assign(http->multi, fd, NULL);
       sock_close(s);
     }
     return 0;
@@ -738,8 +734,8 @@ engine_req_start(struct engine_http *http, const struct engine_endpoint *ep,
     CI_BUG("engine_req_start with both body and on_send");
   for (const char *const *h = o->headers; h && *h; h++)
     if (!valid_header(*h))
-      return ci_error_make(err, -EINVAL, "%s %s %s: invalid header '%s'", name, o->method,
-                           o->path, *h);
+      return ci_error_make(err, -EINVAL, "%s %s %s: invalid header '%s'", name, o->method, o->path,
+                           *h);
   if (http->closing)
     return ci_error_make(err, -ESHUTDOWN, "%s %s %s: the engine client is shutting down", name,
                          o->method, o->path);
@@ -765,8 +761,8 @@ engine_req_start(struct engine_http *http, const struct engine_endpoint *ep,
   req->easy = curl_easy_init();
   if (!req->easy) {
     req_free(req);
-    return ci_error_make(err, CI_EFAIL, "%s %s %s: cannot create a libcurl handle", name,
-                         o->method, o->path);
+    return ci_error_make(err, CI_EFAIL, "%s %s %s: cannot create a libcurl handle", name, o->method,
+                         o->path);
   }
   bool has_body = o->body || o->on_send;
   bool is_put = strcmp(o->method, "PUT") == 0;

@@ -103,9 +103,9 @@ size_t engine_http_active(const struct engine_http *http);
 
 /* What a completion callback learns besides the error.  Borrowed: valid during the callback. */
 struct engine_resp {
-  long status;              /* HTTP status; 0 when no response arrived */
-  const char *body;         /* the collected body, NUL-terminated ("" when it was streamed to
-                               on_body or empty); for a status >= 400 always the error body */
+  long status;      /* HTTP status; 0 when no response arrived */
+  const char *body; /* the collected body, NUL-terminated ("" when it was streamed to
+                       on_body or empty); for a status >= 400 always the error body */
   size_t body_len;
   const char *content_type; /* Content-Type of the response, or NULL */
 };
@@ -139,17 +139,17 @@ struct engine_req_opts {
   const char *const *headers; /* optional extra "Name: value" lines, NULL-terminated */
   const char *content_type;   /* of the request body; default "application/json" */
   /* The request body, one of: */
-  const void *body;           /* bytes, copied at start (body_len of them) */
+  const void *body; /* bytes, copied at start (body_len of them) */
   size_t body_len;
-  engine_send_cb on_send;     /* or streamed: sent with chunked encoding unless */
-  int64_t send_len;           /*   send_len >= 0 gives the exact length (-1: unknown) */
+  engine_send_cb on_send; /* or streamed: sent with chunked encoding unless */
+  int64_t send_len;       /*   send_len >= 0 gives the exact length (-1: unknown) */
   /* The response: */
-  engine_body_cb on_body;     /* optional; without it the body is collected for on_done */
-  size_t max_body;            /* cap on the collected body; 0 means ENGINE_MAX_BODY; a larger
-                                 body ends the request with -EFBIG */
-  long timeout_ms;            /* whole-request deadline; 0 means none (long polls) */
-  engine_done_cb on_done;     /* required */
-  void *data;                 /* passed to every callback */
+  engine_body_cb on_body; /* optional; without it the body is collected for on_done */
+  size_t max_body;        /* cap on the collected body; 0 means ENGINE_MAX_BODY; a larger
+                             body ends the request with -EFBIG */
+  long timeout_ms;        /* whole-request deadline; 0 means none (long polls) */
+  engine_done_cb on_done; /* required */
+  void *data;             /* passed to every callback */
 };
 
 /* Start a request to ep (borrowed; what the request needs is copied).  Returns 0 and, if out is
@@ -198,8 +198,8 @@ enum engine_stream {
 
 /* One piece of a frame's payload, len > 0.  A frame split across network chunks arrives as
  * several calls with the same stream.  Return 0, or < 0 with *err set to stop. */
-typedef int (*engine_frame_cb)(enum engine_stream stream, const char *buf, size_t len,
-                               void *data, struct ci_error **err);
+typedef int (*engine_frame_cb)(enum engine_stream stream, const char *buf, size_t len, void *data,
+                               struct ci_error **err);
 
 /* The decoder of non-TTY log streams: frames of an 8-byte header {stream, 0, 0, 0, length as a
  * 32-bit big-endian integer} and a payload.  Payload bytes are handed on as they come, so the
@@ -211,12 +211,12 @@ struct engine_demux {
   engine_frame_cb on_frame;
   void *data;
   bool raw;
-  bool failed;            /* a malformed header was seen; feed refuses more */
-  unsigned char hdr[8];   /* header bytes gathered so far */
+  bool failed;          /* a malformed header was seen; feed refuses more */
+  unsigned char hdr[8]; /* header bytes gathered so far */
   size_t hdr_len;
-  uint32_t left;          /* payload bytes still due in the current frame */
+  uint32_t left; /* payload bytes still due in the current frame */
   enum engine_stream stream;
-  uint64_t offset;        /* bytes consumed so far, for error messages */
+  uint64_t offset; /* bytes consumed so far, for error messages */
 };
 
 void engine_demux_init(struct engine_demux *d, bool raw, engine_frame_cb on_frame, void *data);
@@ -233,12 +233,12 @@ typedef void (*engine_result_cb)(struct engine_req *req, const struct ci_error *
  * demultiplex it (raw when tty) into on_frame; then on_end once, after the last frame, with
  * the error if any (a stream cut inside a frame is one).  No deadline: a followed log ends when
  * the container stops or the request is cancelled. */
-int engine_logs_start(struct engine_http *http, const struct engine_endpoint *ep,
-                      const char *path, bool tty, engine_frame_cb on_frame,
-                      engine_result_cb on_end, void *data, struct engine_req **out,
-                      struct ci_error **err);
+int engine_logs_start(struct engine_http *http, const struct engine_endpoint *ep, const char *path,
+                      bool tty, engine_frame_cb on_frame, engine_result_cb on_end, void *data,
+                      struct engine_req **out, struct ci_error **err);
 
-/* ---- streams: newline-delimited JSON ---------------------------------------------------------- */
+/* ---- streams: newline-delimited JSON ----------------------------------------------------------
+ */
 
 /* One line without its "\n" (nor a "\r" before it), NUL-terminated at line[len]; the buffer
  * is the splitter's and may be modified.  Return 0, or < 0 with *err set to stop. */
@@ -254,8 +254,7 @@ struct engine_lines {
 };
 
 /* max_line 0 means ENGINE_MAX_LINE. */
-void engine_lines_init(struct engine_lines *l, size_t max_line, engine_line_cb on_line,
-                       void *data);
+void engine_lines_init(struct engine_lines *l, size_t max_line, engine_line_cb on_line, void *data);
 /* Split len bytes.  A line longer than max_line is an error (-E2BIG). */
 int engine_lines_feed(struct engine_lines *l, const char *buf, size_t len, struct ci_error **err);
 /* At the end of the stream: hand on a last line that had no newline. */
@@ -291,8 +290,8 @@ typedef void (*engine_exit_cb)(struct engine_req *req, int exit_code, const stru
  * {"StatusCode": n, "Error": null | {"Message": "..."}}, or libpod's
  * /libpod/containers/{id}/wait?condition=... answering a bare integer.  Long poll: no deadline
  * (use the task's timer and engine_req_cancel()); an Error member becomes the error. */
-int engine_wait_start(struct engine_http *http, const struct engine_endpoint *ep,
-                      const char *path, engine_exit_cb cb, void *data, struct engine_req **out,
+int engine_wait_start(struct engine_http *http, const struct engine_endpoint *ep, const char *path,
+                      engine_exit_cb cb, void *data, struct engine_req **out,
                       struct ci_error **err);
 
 /* Parse a wait answer (either form) into *exit_code.  CI_EPROTO if it is neither; CI_EFAIL

@@ -264,8 +264,8 @@ engine_progress_parse(const char *line, size_t len, json_t **msg, struct ci_erro
   }
   json_t *e = json_object_get(j, "error");
   if (e && !json_is_null(e) && !(json_is_string(e) && !*json_string_value(e))) {
-    const char *text = json_string_value(
-        json_object_get(json_object_get(j, "errorDetail"), "message"));
+    const char *text =
+        json_string_value(json_object_get(json_object_get(j, "errorDetail"), "message"));
     if (!text || !*text)
       text = json_string_value(e);
     if (!text && json_is_object(e))
@@ -347,16 +347,16 @@ json_done(struct engine_req *req, const struct engine_resp *resp, const struct c
 }
 
 int
-engine_json_start(struct engine_http *http, const struct engine_endpoint *ep,
-                  const char *method, const char *path, json_t *body, long timeout_ms,
-                  engine_json_cb cb, void *data, struct engine_req **out, struct ci_error **err)
+engine_json_start(struct engine_http *http, const struct engine_endpoint *ep, const char *method,
+                  const char *path, json_t *body, long timeout_ms, engine_json_cb cb, void *data,
+                  struct engine_req **out, struct ci_error **err)
 {
   cleanup_free char *text = NULL;
   if (body) {
     text = json_dumps(body, JSON_COMPACT);
     if (!text)
-      return ci_error_make(err, -EINVAL, "%s %s %s: cannot serialise the JSON body",
-                           ep->name, method, path);
+      return ci_error_make(err, -EINVAL, "%s %s %s: cannot serialise the JSON body", ep->name,
+                           method, path);
   }
   struct json_ctx *c = xcalloc(1, sizeof(*c));
   c->cb = cb;

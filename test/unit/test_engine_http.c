@@ -26,20 +26,22 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 #include <unistd.h>
 
 /* ==== helpers ================================================================================ */
 
 /* Everything a completion reported. */
 struct result {
-  int done;            /* completions seen: must end at exactly 1 */
+  int done; /* completions seen: must end at exactly 1 */
   long status;
-  int code;            /* error code, 0 on success */
-  char *msg;           /* error message, owned */
-  struct ci_buf body;  /* resp->body */
+  int code;           /* error code, 0 on success */
+  char *msg;          /* error message, owned */
+  struct ci_buf body; /* resp->body */
   struct ci_buf streamed;
   int chunks;
-  json_t *json;        /* engine_json_start result, owned reference */
+  json_t *json; /* engine_json_start result, owned reference */
   int exit_code;
 };
 
@@ -234,14 +236,17 @@ on_frame_record(enum engine_stream stream, const char *buf, size_t len, void *da
   f->last_stream = stream;
   if (f->fail_after && f->calls == f->fail_after)
     return ci_error_make(err, -EPIPE, "sink closed");
-  struct ci_buf *b = stream == ENGINE_STDERR ? &f->err : stream == ENGINE_SYSERR ? &f->sys : &f->out;
+  struct ci_buf *b = stream == ENGINE_STDERR   ? &f->err
+                     : stream == ENGINE_SYSERR ? &f->sys
+                                               : &f->out;
   ci_buf_add(b, buf, len);
   return 0;
 }
 
 /* The bytes Docker and Podman were seen sending for `echo hi; echo err >&2`. */
 static const char two_frames[] = "\x01\x00\x00\x00\x00\x00\x00\x03hi\n"
-                                 "\x02\x00\x00\x00\x00\x00\x00\x04" "err\n";
+                                 "\x02\x00\x00\x00\x00\x00\x00\x04"
+                                 "err\n";
 #define TWO_FRAMES_LEN (sizeof(two_frames) - 1)
 
 static void
@@ -283,7 +288,8 @@ test_demux_splits(void **state)
   /* And byte by byte, with an empty frame and a system-error frame in between. */
   static const char s[] = "\x01\x00\x00\x00\x00\x00\x00\x00"
                           "\x03\x00\x00\x00\x00\x00\x00\x02!!"
-                          "\x01\x00\x00\x00\x00\x00\x00\x05" "abcde";
+                          "\x01\x00\x00\x00\x00\x00\x00\x05"
+                          "abcde";
   struct engine_demux d;
   struct frames f;
   frames_init(&f);
@@ -328,7 +334,7 @@ test_demux_huge_frame(void **state)
   struct engine_demux d;
   struct ci_error *err = NULL;
   engine_demux_init(&d, false, on_frame_huge, &h);
-  unsigned char hdr[8] = {2, 0, 0, 0, size >> 24, (size >> 16) & 255, (size >> 8) & 255,
+  unsigned char hdr[8] = {2,         0, 0, 0, size >> 24, (size >> 16) & 255, (size >> 8) & 255,
                           size & 255};
   assert_int_equal(engine_demux_feed(&d, (const char *)hdr, 5, &err), 0);
   assert_int_equal(engine_demux_feed(&d, (const char *)hdr + 5, 3, &err), 0);
@@ -355,10 +361,10 @@ test_demux_garbage(void **state)
     size_t len;
     const char *needle;
   } cases[] = {
-      {"hello world\n", 12, "frame header 68 65 6c 6c 6f 20 77 6f"},  /* raw TTY text */
+      {"hello world\n", 12, "frame header 68 65 6c 6c 6f 20 77 6f"},        /* raw TTY text */
       {"\x01\x00\x01\x00\x00\x00\x00\x01x", 9, "frame header 01 00 01 00"}, /* padding */
       {"\x07\x00\x00\x00\x00\x00\x00\x01x", 9, "frame header 07"},          /* stream 7 */
-      {"\x01\x00\x00\x00\xff\xff\xff\xff", 8, "ff ff ff ff"},                /* 4 GiB */
+      {"\x01\x00\x00\x00\xff\xff\xff\xff", 8, "ff ff ff ff"},               /* 4 GiB */
   };
   for (size_t i = 0; i < CI_ARRAY_SIZE(cases); i++) {
     struct engine_demux d;
@@ -581,7 +587,8 @@ test_progress_parse(void **state)
       {"{\"error\":{\"message\":\"nested\"}}", CI_EFAIL, "nested"},
       {"{\"error\":\"line\\nbreak\"}", CI_EFAIL, "line break"},
       {"[1,2]", CI_EPROTO, "malformed progress message '[1,2]': not a JSON object"},
-      {"Step 1/2 : FROM busybox", CI_EPROTO, "malformed progress message 'Step 1/2 : FROM busybox'"},
+      {"Step 1/2 : FROM busybox", CI_EPROTO,
+       "malformed progress message 'Step 1/2 : FROM busybox'"},
       {"{\"status\":", CI_EPROTO, "malformed progress message"},
   };
   for (size_t i = 0; i < CI_ARRAY_SIZE(bad); i++) {
@@ -664,7 +671,8 @@ test_query_encode(void **state)
   ci_buf_release(&b);
 }
 
-/* ==== fake server: error paths ================================================================= */
+/* ==== fake server: error paths =================================================================
+ */
 
 enum fake_mode {
   FAKE_RESPOND, /* read the request, write the canned answer, close */
@@ -736,23 +744,40 @@ fake_main(void *arg)
 }
 
 static void
-fake_start(struct fake *f, enum fake_mode mode, const char *answer)
+fake_listen(struct fake *f, enum fake_mode mode, const char *answer, bool tcp)
 {
   memset(f, 0, sizeof(*f));
   ci_buf_init(&f->request);
-  strcpy(f->dir, "/tmp/ci-engine-test-XXXXXX");
-  assert_non_null(mkdtemp(f->dir));
-  snprintf(f->path, sizeof(f->path), "%s/engine.sock", f->dir);
   f->mode = mode;
   f->answer = answer;
   f->answer_len = answer ? strlen(answer) : 0;
-  f->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  assert_true(f->lfd >= 0);
-  struct sockaddr_un sa = {.sun_family = AF_UNIX};
-  strcpy(sa.sun_path, f->path);
-  assert_int_equal(bind(f->lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+  if (tcp) {
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(sa);
+    f->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(f->lfd >= 0);
+    assert_int_equal(bind(f->lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(getsockname(f->lfd, (struct sockaddr *)&sa, &len), 0);
+    snprintf(f->path, sizeof(f->path), "tcp://127.0.0.1:%d", ntohs(sa.sin_port));
+  } else {
+    strcpy(f->dir, "/tmp/ci-engine-test-XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    snprintf(f->path, sizeof(f->path), "%s/engine.sock", f->dir);
+    f->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(f->lfd >= 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    strcpy(sa.sun_path, f->path);
+    assert_int_equal(bind(f->lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+  }
   assert_int_equal(listen(f->lfd, 4), 0);
   assert_int_equal(pthread_create(&f->thread, NULL, fake_main, f), 0);
+}
+
+/* A fake engine on a unix socket; f->path is the socket. */
+static void
+fake_start(struct fake *f, enum fake_mode mode, const char *answer)
+{
+  fake_listen(f, mode, answer, false);
 }
 
 static void
@@ -760,8 +785,10 @@ fake_stop(struct fake *f)
 {
   pthread_join(f->thread, NULL);
   close(f->lfd);
-  unlink(f->path);
-  rmdir(f->dir);
+  if (f->dir[0]) {
+    unlink(f->path);
+    rmdir(f->dir);
+  }
 }
 
 static void
@@ -770,11 +797,12 @@ fake_release(struct fake *f)
   ci_buf_release(&f->request);
 }
 
+/* An endpoint named "podman" for a socket path or, with "://" in it, a URL. */
 static void
 fake_endpoint(struct engine_endpoint *ep, const char *path)
 {
   struct ci_error *err = NULL;
-  cleanup_free char *url = xasprintf("unix://%s", path);
+  cleanup_free char *url = strstr(path, "://") ? xstrdup(path) : xasprintf("unix://%s", path);
   assert_int_equal(engine_endpoint_init(ep, "podman", url, &err), 0);
 }
 
@@ -833,8 +861,8 @@ test_fake_refused(void **state)
 
   struct result r;
   result_init(&r);
-  struct engine_req_opts o = {.method = "POST", .path = "/v1.41/containers/create",
-                              .body = "{}", .body_len = 2};
+  struct engine_req_opts o = {
+      .method = "POST", .path = "/v1.41/containers/create", .body = "{}", .body_len = 2};
   run_one(path, &o, &r);
   assert_int_equal(r.code, -ECONNREFUSED);
   assert_non_null(strstr(r.msg, "podman POST /v1.41/containers/create: cannot connect to unix://"));
@@ -843,6 +871,34 @@ test_fake_refused(void **state)
   result_release(&r);
   unlink(path);
   rmdir(dir);
+}
+
+/* The same client over TCP (DOCKER_HOST=tcp://...): an answer, then a refused port. */
+static void
+test_fake_tcp(void **state)
+{
+  struct fake f;
+  fake_listen(&f, FAKE_RESPOND,
+              "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nOK", true);
+  struct result r;
+  result_init(&r);
+  struct engine_req_opts o = {.method = "GET", .path = "/_ping"};
+  run_one(f.path, &o, &r);
+  fake_stop(&f);
+  assert_null(r.msg);
+  assert_int_equal(r.status, 200);
+  assert_string_equal(r.body.s, "OK");
+  assert_true(ci_str_has_prefix(f.request.s, "GET /_ping HTTP/1.1\r\nHost: 127.0.0.1:"));
+  result_release(&r);
+
+  /* the port is closed now */
+  result_init(&r);
+  run_one(f.path, &o, &r);
+  assert_int_equal(r.code, -ECONNREFUSED);
+  cleanup_free char *want = xasprintf("podman GET /_ping: cannot connect to %s: ", f.path);
+  assert_true(ci_str_has_prefix(r.msg, want));
+  result_release(&r);
+  fake_release(&f);
 }
 
 static void
@@ -859,8 +915,8 @@ test_fake_500_json(void **state)
   struct result r;
   result_init(&r);
   /* on_body is set, but an error body is kept for the message instead of streamed */
-  struct engine_req_opts o = {.method = "POST", .path = "/v4.0.0/libpod/containers/abc/start",
-                              .on_body = on_body_record};
+  struct engine_req_opts o = {
+      .method = "POST", .path = "/v4.0.0/libpod/containers/abc/start", .on_body = on_body_record};
   run_one(f.path, &o, &r);
   fake_stop(&f);
   fake_release(&f);
@@ -887,9 +943,10 @@ test_fake_404_text(void **state)
   fake_stop(&f);
   assert_int_equal(r.status, 404);
   assert_int_equal(r.code, -ENOENT);
-  assert_string_equal(r.msg,
-                      "podman DELETE /v1.41/containers/nosuch?force=1: HTTP 404: 404 page not found");
-  assert_true(ci_str_has_prefix(f.request.s, "DELETE /v1.41/containers/nosuch?force=1 HTTP/1.1\r\n"));
+  assert_string_equal(
+      r.msg, "podman DELETE /v1.41/containers/nosuch?force=1: HTTP 404: 404 page not found");
+  assert_true(
+      ci_str_has_prefix(f.request.s, "DELETE /v1.41/containers/nosuch?force=1 HTTP/1.1\r\n"));
   fake_release(&f);
   result_release(&r);
 }
@@ -909,7 +966,8 @@ test_fake_truncated(void **state)
     fake_start(&f, FAKE_RESPOND, answers[i]);
     struct result r;
     result_init(&r);
-    struct engine_req_opts o = {.method = "GET", .path = "/v1.41/containers/abc/json",
+    struct engine_req_opts o = {.method = "GET",
+                                .path = "/v1.41/containers/abc/json",
                                 .on_body = i == 1 ? on_body_record : NULL};
     run_one(f.path, &o, &r);
     fake_stop(&f);
@@ -945,8 +1003,9 @@ static void
 test_fake_body_cap(void **state)
 {
   struct fake f;
-  fake_start(&f, FAKE_RESPOND,
-             "HTTP/1.1 200 OK\r\nContent-Length: 40\r\n\r\n0123456789012345678901234567890123456789");
+  fake_start(
+      &f, FAKE_RESPOND,
+      "HTTP/1.1 200 OK\r\nContent-Length: 40\r\n\r\n0123456789012345678901234567890123456789");
   struct result r;
   result_init(&r);
   struct engine_req_opts o = {.method = "GET", .path = "/info", .max_body = 16};
@@ -978,7 +1037,6 @@ test_fake_timeout(void **state)
   result_release(&r);
 }
 
-
 static void
 on_json_record(struct engine_req *req, long status, json_t *json, const struct ci_error *err,
                void *data)
@@ -1009,8 +1067,8 @@ test_fake_request_bytes(void **state)
   assert_int_equal(engine_http_new(&loop, &http, &err), 0);
   fake_endpoint(&ep, f.path);
   json_t *body = json_pack("{s:s, s:[s,s]}", "Image", "busybox", "Cmd", "echo", "hi");
-  assert_int_equal(engine_json_start(http, &ep, "POST", "/v1.41/containers/create?name=t1", body,
-                                     0, on_json_record, &r, NULL, &err),
+  assert_int_equal(engine_json_start(http, &ep, "POST", "/v1.41/containers/create?name=t1", body, 0,
+                                     on_json_record, &r, NULL, &err),
                    0);
   json_decref(body);
   assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
@@ -1079,15 +1137,15 @@ on_cancel_timer(uv_timer_t *t)
     engine_http_close(c->http);
   } else {
     engine_req_cancel(c->req);
-    engine_req_cancel(c->req); /* twice is harmless */
+    engine_req_cancel(c->req);      /* twice is harmless */
     assert_int_equal(c->r.done, 0); /* never from inside cancel */
   }
   uv_close((uv_handle_t *)t, NULL);
 }
 
 static void
-on_done_cancel(struct engine_req *req, const struct engine_resp *resp,
-               const struct ci_error *err, void *data)
+on_done_cancel(struct engine_req *req, const struct engine_resp *resp, const struct ci_error *err,
+               void *data)
 {
   struct cancel_ctx *c = data;
   on_done_record(req, resp, err, &c->r);
@@ -1096,8 +1154,8 @@ on_done_cancel(struct engine_req *req, const struct engine_resp *resp,
     struct engine_endpoint ep;
     struct ci_error *e = NULL;
     fake_endpoint(&ep, "/tmp/x.sock");
-    struct engine_req_opts o = {.method = "GET", .path = "/_ping", .on_done = on_done_record,
-                                .data = &c->r};
+    struct engine_req_opts o = {
+        .method = "GET", .path = "/_ping", .on_done = on_done_record, .data = &c->r};
     c->start_after_close = engine_req_start(c->http, &ep, &o, NULL, &e);
     assert_non_null(strstr(e->msg, "shutting down"));
     ci_error_free(&e);
@@ -1121,8 +1179,10 @@ test_fake_cancel_long_poll(void **state)
     assert_int_equal(uv_loop_init(&loop), 0);
     assert_int_equal(engine_http_new(&loop, &c.http, &err), 0);
     fake_endpoint(&ep, f.path);
-    struct engine_req_opts o = {.method = "POST", .path = "/v1.41/containers/x/wait",
-                                .on_done = on_done_cancel, .data = &c};
+    struct engine_req_opts o = {.method = "POST",
+                                .path = "/v1.41/containers/x/wait",
+                                .on_done = on_done_cancel,
+                                .data = &c};
     assert_int_equal(engine_req_start(c.http, &ep, &o, &c.req, &err), 0);
     assert_string_equal(engine_req_describe(c.req), "podman POST /v1.41/containers/x/wait");
     uv_timer_init(&loop, &timer);
@@ -1300,10 +1360,13 @@ test_fake_upload_paused(void **state)
   uv_timer_init(&loop, &u.timer);
   u.timer.data = &u;
   fake_endpoint(&ep, f.path);
-  struct engine_req_opts o = {
-      .method = "PUT", .path = "/v1.41/containers/x/archive?path=%2Ftmp",
-      .content_type = "application/x-tar", .on_send = on_send_upload, .send_len = -1,
-      .on_done = on_done_upload, .data = &u};
+  struct engine_req_opts o = {.method = "PUT",
+                              .path = "/v1.41/containers/x/archive?path=%2Ftmp",
+                              .content_type = "application/x-tar",
+                              .on_send = on_send_upload,
+                              .send_len = -1,
+                              .on_done = on_done_upload,
+                              .data = &u};
   assert_int_equal(engine_req_start(http, &ep, &o, &u.req, &err), 0);
   assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
   assert_int_equal(u.r.done, 1);
@@ -1330,13 +1393,14 @@ test_fake_upload_paused(void **state)
   result_release(&u.r);
 }
 
-/* ==== end to end against a real engine ========================================================= */
+/* ==== end to end against a real engine =========================================================
+ */
 
 struct flavour {
-  const char *name;     /* "docker", "podman": also the CIRRUS_TEST_SKIP word */
-  const char *env;      /* DOCKER_HOST, CONTAINER_HOST */
+  const char *name; /* "docker", "podman": also the CIRRUS_TEST_SKIP word */
+  const char *env;  /* DOCKER_HOST, CONTAINER_HOST */
   const char *fallback;
-  const char *prefix;   /* API path prefix */
+  const char *prefix; /* API path prefix */
   bool libpod;
 };
 
@@ -1345,9 +1409,9 @@ static const struct flavour flavours[] = {
     {"podman", "CONTAINER_HOST", "unix:///run/podman/podman.sock", "/v4.0.0/libpod", true},
 };
 
-static const struct flavour *flav;  /* the engine under test */
+static const struct flavour *flav; /* the engine under test */
 static struct engine_endpoint engine_ep;
-static char test_label[64];       /* "cirrus-test.engine-http=<pid>": every container we make */
+static char test_label[64]; /* "cirrus-test.engine-http=<pid>": every container we make */
 
 static const char *
 test_image(void)
@@ -1389,13 +1453,13 @@ e2e_note_active(struct e2e *e)
 /* One container through create, [upload,] start, logs + wait, remove. */
 struct run {
   struct e2e *e;
-  const char *script;  /* sh -c script */
-  const char *upload;  /* content of /tmp/hello.txt, or NULL */
+  const char *script; /* sh -c script */
+  const char *upload; /* content of /tmp/hello.txt, or NULL */
   char *id;
   struct ci_buf out, err;
   int exit_code;
   bool logs_done, wait_done;
-  char *failure;       /* the first error */
+  char *failure; /* the first error */
   bool finished;
   /* upload state */
   char *tar;
@@ -1464,10 +1528,10 @@ run_remove(struct run *r)
     run_finish(r);
     return;
   }
-  cleanup_free char *path = xasprintf("%s/containers/%s?force=%s", flav->prefix, r->id,
-                                      flav->libpod ? "true" : "1");
-  struct engine_req_opts o = {.method = "DELETE", .path = path, .timeout_ms = 60000,
-                              .on_done = on_removed, .data = r};
+  cleanup_free char *path =
+      xasprintf("%s/containers/%s?force=%s", flav->prefix, r->id, flav->libpod ? "true" : "1");
+  struct engine_req_opts o = {
+      .method = "DELETE", .path = path, .timeout_ms = 60000, .on_done = on_removed, .data = r};
   if (engine_req_start(r->e->http, &engine_ep, &o, NULL, &err) < 0) {
     run_fail(r, "remove", err);
     ci_error_free(&err);
@@ -1514,8 +1578,8 @@ on_run_exit(struct engine_req *req, int exit_code, const struct ci_error *err, v
 }
 
 static void
-on_run_started(struct engine_req *req, const struct engine_resp *resp,
-               const struct ci_error *err, void *data)
+on_run_started(struct engine_req *req, const struct engine_resp *resp, const struct ci_error *err,
+               void *data)
 {
   struct run *r = data;
   struct ci_error *e = NULL;
@@ -1530,8 +1594,8 @@ on_run_started(struct engine_req *req, const struct engine_resp *resp,
                                       flav->libpod ? "true" : "1", flav->libpod ? "true" : "1");
   cleanup_free char *wait = xasprintf("%s/containers/%s/wait%s", flav->prefix, r->id,
                                       flav->libpod ? "?condition=stopped" : "");
-  if (engine_logs_start(r->e->http, &engine_ep, logs, false, on_run_frame, on_run_logs_end, r,
-                        NULL, &e) < 0) {
+  if (engine_logs_start(r->e->http, &engine_ep, logs, false, on_run_frame, on_run_logs_end, r, NULL,
+                        &e) < 0) {
     run_fail(r, "logs", e);
     ci_error_free(&e);
     r->logs_done = true;
@@ -1550,8 +1614,8 @@ run_start(struct run *r)
 {
   struct ci_error *err = NULL;
   cleanup_free char *path = xasprintf("%s/containers/%s/start", flav->prefix, r->id);
-  struct engine_req_opts o = {.method = "POST", .path = path, .timeout_ms = 60000,
-                              .on_done = on_run_started, .data = r};
+  struct engine_req_opts o = {
+      .method = "POST", .path = path, .timeout_ms = 60000, .on_done = on_run_started, .data = r};
   if (engine_req_start(r->e->http, &engine_ep, &o, NULL, &err) < 0) {
     run_fail(r, "start", err);
     ci_error_free(&err);
@@ -1616,8 +1680,8 @@ on_run_send(struct engine_req *req, char *buf, size_t cap, size_t *len, void *da
 }
 
 static void
-on_run_uploaded(struct engine_req *req, const struct engine_resp *resp,
-                const struct ci_error *err, void *data)
+on_run_uploaded(struct engine_req *req, const struct engine_resp *resp, const struct ci_error *err,
+                void *data)
 {
   struct run *r = data;
   if (err) {
@@ -1651,10 +1715,14 @@ on_run_created(struct engine_req *req, long status, json_t *json, const struct c
   ci_buf_init(&path);
   ci_buf_addf(&path, "%s/containers/%s/archive?path=", flav->prefix, r->id);
   engine_buf_add_query(&path, "/tmp");
-  struct engine_req_opts o = {.method = "PUT", .path = path.s,
-                              .content_type = "application/x-tar", .on_send = on_run_send,
-                              .send_len = -1, .timeout_ms = 60000,
-                              .on_done = on_run_uploaded, .data = r};
+  struct engine_req_opts o = {.method = "PUT",
+                              .path = path.s,
+                              .content_type = "application/x-tar",
+                              .on_send = on_run_send,
+                              .send_len = -1,
+                              .timeout_ms = 60000,
+                              .on_done = on_run_uploaded,
+                              .data = r};
   if (engine_req_start(r->e->http, &engine_ep, &o, &r->upreq, &e) < 0) {
     run_fail(r, "upload", e);
     ci_error_free(&e);
@@ -1674,11 +1742,11 @@ run_begin(struct run *r)
     body = json_pack("{s:s, s:[s,s,s], s:{s:s}, s:{s:s}}", "image", test_image(), "command", "sh",
                      "-c", r->script, "labels", key, k + 1, "netns", "nsmode", "none");
   else
-    body = json_pack("{s:s, s:[s,s,s], s:{s:s}, s:{s:s}}", "Image", test_image(), "Cmd", "sh",
-                     "-c", r->script, "Labels", key, k + 1, "HostConfig", "NetworkMode", "none");
+    body = json_pack("{s:s, s:[s,s,s], s:{s:s}, s:{s:s}}", "Image", test_image(), "Cmd", "sh", "-c",
+                     r->script, "Labels", key, k + 1, "HostConfig", "NetworkMode", "none");
   cleanup_free char *path = xasprintf("%s/containers/create", flav->prefix);
-  if (engine_json_start(r->e->http, &engine_ep, "POST", path, body, 60000, on_run_created, r,
-                        NULL, &err) < 0) {
+  if (engine_json_start(r->e->http, &engine_ep, "POST", path, body, 60000, on_run_created, r, NULL,
+                        &err) < 0) {
     run_fail(r, "create", err);
     ci_error_free(&err);
     run_finish(r);
@@ -1732,8 +1800,11 @@ test_e2e_ping_version(void **state)
   result_init(&ping);
   result_init(&version);
   cleanup_free char *ping_path = xasprintf("%s/_ping", flav->prefix);
-  struct engine_req_opts o = {.method = "GET", .path = ping_path, .timeout_ms = 10000,
-                              .on_done = on_done_record, .data = &ping};
+  struct engine_req_opts o = {.method = "GET",
+                              .path = ping_path,
+                              .timeout_ms = 10000,
+                              .on_done = on_done_record,
+                              .data = &ping};
   assert_int_equal(engine_req_start(e.http, &engine_ep, &o, NULL, &err), 0);
   cleanup_free char *version_path = xasprintf("%s/version", flav->prefix);
   assert_int_equal(engine_json_start(e.http, &engine_ep, "GET", version_path, NULL, 10000,
@@ -1791,8 +1862,7 @@ test_e2e_run_two(void **state)
     run_release(&r[i]);
   }
   assert_true(e.max_active >= 4); /* both logs and both waits were in flight together */
-  print_message("two containers in %.2f s (at most %zu requests in flight)\n", secs,
-                e.max_active);
+  print_message("two containers in %.2f s (at most %zu requests in flight)\n", secs, e.max_active);
   assert_no_leftovers(&e);
   e2e_end(&e);
 }
@@ -1833,13 +1903,13 @@ test_e2e_errors(void **state)
   json_t *body = flav->libpod ? json_pack("{s:s}", "image", "localhost/cirrus-test/nosuch:latest")
                               : json_pack("{s:s}", "Image", "localhost/cirrus-test/nosuch:latest");
   cleanup_free char *cpath = xasprintf("%s/containers/create", flav->prefix);
-  assert_int_equal(engine_json_start(e.http, &engine_ep, "POST", cpath, body, 30000,
-                                     on_json_record, &create, NULL, &err),
+  assert_int_equal(engine_json_start(e.http, &engine_ep, "POST", cpath, body, 30000, on_json_record,
+                                     &create, NULL, &err),
                    0);
   json_decref(body);
   cleanup_free char *ipath = xasprintf("%s/containers/cirrus-no-such-container/json", flav->prefix);
-  assert_int_equal(engine_json_start(e.http, &engine_ep, "GET", ipath, NULL, 30000,
-                                     on_json_record, &inspect, NULL, &err),
+  assert_int_equal(engine_json_start(e.http, &engine_ep, "GET", ipath, NULL, 30000, on_json_record,
+                                     &inspect, NULL, &err),
                    0);
   assert_int_equal(uv_run(&e.loop, UV_RUN_DEFAULT), 0);
   print_message("create: %s\ninspect: %s\n", create.msg, inspect.msg);
@@ -1906,8 +1976,8 @@ test_e2e_pull(void **state)
     const char *repo = i == 0 ? "cirrus-test/busybox" : "cirrus-test/nosuch";
     cleanup_free char *path =
         flav->libpod
-            ? xasprintf("%s/images/pull?reference=%s/%s:latest&tlsVerify=false", flav->prefix,
-                        reg, repo)
+            ? xasprintf("%s/images/pull?reference=%s/%s:latest&tlsVerify=false", flav->prefix, reg,
+                        repo)
             : xasprintf("%s/images/create?fromImage=%s/%s&tag=latest", flav->prefix, reg, repo);
     struct engine_req_opts o = {.method = "POST", .path = path, .timeout_ms = 120000};
     assert_int_equal(engine_progress_start(e.http, &engine_ep, &o, on_pull_msg, on_pull_end,
@@ -1928,7 +1998,8 @@ test_e2e_pull(void **state)
   e2e_end(&e);
 }
 
-/* ==== main ===================================================================================== */
+/* ==== main =====================================================================================
+ */
 
 static bool
 skip_requested(const char *name)
@@ -1956,8 +2027,8 @@ engine_reachable(void)
   result_init(&r);
   e2e_begin(&e);
   cleanup_free char *path = xasprintf("%s/_ping", flav->prefix);
-  struct engine_req_opts o = {.method = "GET", .path = path, .timeout_ms = 10000,
-                              .on_done = on_done_record, .data = &r};
+  struct engine_req_opts o = {
+      .method = "GET", .path = path, .timeout_ms = 10000, .on_done = on_done_record, .data = &r};
   bool ok = engine_req_start(e.http, &engine_ep, &o, NULL, &err) == 0;
   if (ok) {
     uv_run(&e.loop, UV_RUN_DEFAULT);
@@ -1968,7 +2039,11 @@ engine_reachable(void)
             "error: the %s engine is not reachable: %s\n"
             "Start the test engines as root with: eval \"$(scripts/engines.sh)\"\n"
             "(or set CIRRUS_TEST_SKIP=%s to skip these tests on purpose).\n",
-            flav->name, err ? err->msg : r.msg ? r.msg : "no answer", flav->name);
+            flav->name,
+            err     ? err->msg
+            : r.msg ? r.msg
+                    : "no answer",
+            flav->name);
   ci_error_free(&err);
   result_release(&r);
   engine_http_close(e.http);
@@ -1998,6 +2073,7 @@ main(int argc, char **argv)
         cmocka_unit_test(test_query_encode),
         cmocka_unit_test(test_fake_socket_missing),
         cmocka_unit_test(test_fake_refused),
+        cmocka_unit_test(test_fake_tcp),
         cmocka_unit_test(test_fake_500_json),
         cmocka_unit_test(test_fake_404_text),
         cmocka_unit_test(test_fake_truncated),
@@ -2035,12 +2111,9 @@ main(int argc, char **argv)
   int ret = 1;
   if (engine_reachable()) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_e2e_ping_version),
-        cmocka_unit_test(test_e2e_run_one),
-        cmocka_unit_test(test_e2e_run_two),
-        cmocka_unit_test(test_e2e_upload),
-        cmocka_unit_test(test_e2e_errors),
-        cmocka_unit_test(test_e2e_pull),
+        cmocka_unit_test(test_e2e_ping_version), cmocka_unit_test(test_e2e_run_one),
+        cmocka_unit_test(test_e2e_run_two),      cmocka_unit_test(test_e2e_upload),
+        cmocka_unit_test(test_e2e_errors),       cmocka_unit_test(test_e2e_pull),
     };
     ret = flav->libpod ? cmocka_run_group_tests_name("engine_http_podman", tests, NULL, NULL)
                        : cmocka_run_group_tests_name("engine_http_docker", tests, NULL, NULL);
