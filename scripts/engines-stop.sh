@@ -31,7 +31,6 @@ done
 
 declare -A comm=([podman]=podman [rootless-podman]=podman [dockerd]=dockerd [registry]=docker-registry)
 declare -A sock=([podman]=/run/podman/podman.sock [dockerd]=/var/run/docker.sock)
-rc=0
 for n in "${names[@]}"; do
   name=$n
   [[ $n == docker ]] && name=dockerd
@@ -53,5 +52,16 @@ for n in "${names[@]}"; do
     [[ -n ${sock[$name]:-} && -S ${sock[$name]} ]] && rm -f "${sock[$name]}"
   fi
   rm -f "$f"
+  # Rootless podman leaves its user's pause process (holding the user namespace) behind.
+  if [[ $name == rootless-podman && -f $STATE/rootless-podman.uid ]]; then
+    uid=$(cat "$STATE/rootless-podman.uid")
+    ppid_file=/run/user/$uid/libpod/tmp/pause.pid
+    pause=$(cat "$ppid_file" 2>/dev/null)
+    if [[ $pause =~ ^[0-9]+$ ]] && [[ $(cat "/proc/$pause/comm" 2>/dev/null) == catatonit ]] &&
+       [[ $(stat -c %u "/proc/$pause" 2>/dev/null) == "$uid" ]]; then
+      kill "$pause" && echo "$me: stopped the rootless pause process (pid $pause)" >&2
+    fi
+    rm -f "$STATE/rootless-podman.uid"
+  fi
 done
-exit $rc
+exit 0

@@ -278,8 +278,9 @@ if want docker; then
   fi
   wait_for dockerd 90 ping_sock "$DOCKER_SOCK" || die "dockerd did not answer on $DOCKER_SOCK"
   docker=(docker -H "unix://$DOCKER_SOCK")
-  cur=$("${docker[@]}" image inspect --format "{{index .Config.Labels \"$LABEL\"}}" "$IMAGE" 2>/dev/null) || cur=""
-  if [[ $cur != "$rootfs_sum" ]]; then
+  # docker load of the archive keeps podman's image id: the same id means the same image.
+  cur=$("${docker[@]}" image inspect --format '{{.Id}}' "$IMAGE" 2>/dev/null) || cur=""
+  if [[ $cur != "sha256:$image_id" ]]; then
     log "loading $IMAGE into dockerd"
     "${docker[@]}" load -q -i "$images/busybox-archive.tar" >&8 2>&1 || die "docker cannot load the test image"
   fi
@@ -348,6 +349,7 @@ if [[ -n $rootless_user ]]; then
   if ! alive rootless-podman; then
     rm -f "$rsock"
     (cd / && start_daemon rootless-podman "${as_user[@]}" podman system service --time=0 "unix://$rsock")
+    echo "$ruid" >"$STATE/rootless-podman.uid"
   fi
   wait_for rootless-podman 60 ping_sock "$rsock" || die "the rootless podman API did not answer on $rsock"
   log "rootless podman API up on $rsock"
