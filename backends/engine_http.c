@@ -45,11 +45,12 @@ struct engine_http {
   uv_loop_t *loop;           /* borrowed */
   CURLM *multi;              /* owned; NULL once cleaned up */
   uv_timer_t timer;          /* curl's timeout */
+  uv_idle_t kick;            /* curl's "timeout 0": call me as soon as possible */
   uv_timer_t defer;          /* cancellations and shutdown */
   struct engine_req *reqs;   /* requests in flight */
   struct engine_sock *socks; /* poll handles, closing ones included */
   size_t nreqs;
-  int open_handles; /* the two timers + socks not yet closed */
+  int open_handles; /* the timers, kick and socks not yet closed */
   bool closing;     /* engine_http_close() was called */
   bool finalized;   /* curl is gone, handles are closing */
 };
@@ -222,10 +223,13 @@ update_refs(struct engine_http *http)
   bool active = http->nreqs > 0;
   if (http->finalized)
     return;
-  if (active)
+  if (active) {
     uv_ref((uv_handle_t *)&http->timer);
-  else
+    uv_ref((uv_handle_t *)&http->kick);
+  } else {
     uv_unref((uv_handle_t *)&http->timer);
+    uv_unref((uv_handle_t *)&http->kick);
+  }
   for (struct engine_sock *s = http->socks; s; s = s->next) {
     if (s->closing)
       continue;
@@ -421,6 +425,13 @@ on_timer(uv_timer_t *t)
   drain_done(http);
 }
 
+static void
+on_kick(uv_idle_t *idle)
+{
+  uv_idle_stop(idle);
+  on_timer(&((struct engine_http *)idle->data)->timer);
+}
+
 /* CURLMOPT_SOCKETFUNCTION: watch s for what curl asks, or stop watching it. */
 static int
 on_curl_socket(CURL *easy, curl_socket_t fd, int action, void *userp, void *socketp)
@@ -469,18 +480,27 @@ on_curl_socket(CURL *easy, curl_socket_t fd, int action, void *userp, void *sock
   return 0;
 }
 
-/* CURLMOPT_TIMERFUNCTION: -1 stops the timer; 0 becomes 1 ms so curl is never re-entered from
- * inside its own call (CURLMOPT_TIMERFUNCTION.md). */
+/* CURLMOPT_TIMERFUNCTION: -1 stops the timer, anything else replaces it.  curl is never called
+ * from here (CURLMOPT_TIMERFUNCTION.md).  "0 ms" goes to an idle handle rather than a timer due
+ * at once: libuv runs idle handles once per iteration, before polling for I/O, whereas a timer
+ * due at once that is restarted from a timer callback runs again in the same pass, before any
+ * I/O.  (multi-uv.c turns 0 into 1 ms instead; that costs a millisecond per request.) */
 static int
 on_curl_timer(CURLM *multi, long timeout_ms, void *userp)
 {
   struct engine_http *http = userp;
   if (http->finalized)
     return 0;
-  if (timeout_ms < 0)
+  if (timeout_ms == 0) {
     uv_timer_stop(&http->timer);
-  else
-    uv_timer_start(&http->timer, on_timer, timeout_ms ? (uint64_t)timeout_ms : 1, 0);
+    uv_idle_start(&http->kick, on_kick);
+  } else {
+    uv_idle_stop(&http->kick);
+    if (timeout_ms < 0)
+      uv_timer_stop(&http->timer);
+    else
+      uv_timer_start(&http->timer, on_timer, (uint64_t)timeout_ms, 0);
+  }
   return 0;
 }
 
@@ -501,6 +521,7 @@ finalize(struct engine_http *http)
   for (struct engine_sock *s = http->socks; s; s = s->next)
     sock_close(s);
   uv_close((uv_handle_t *)&http->timer, on_handle_closed);
+  uv_close((uv_handle_t *)&http->kick, on_handle_closed);
   uv_close((uv_handle_t *)&http->defer, on_handle_closed);
 }
 
@@ -554,11 +575,14 @@ engine_http_new(uv_loop_t *loop, struct engine_http **out, struct ci_error **err
   http->loop = loop;
   http->multi = multi;
   uv_timer_init(loop, &http->timer);
+  uv_idle_init(loop, &http->kick);
   uv_timer_init(loop, &http->defer);
   http->timer.data = http;
+  http->kick.data = http;
   http->defer.data = http;
-  http->open_handles = 2;
+  http->open_handles = 3;
   uv_unref((uv_handle_t *)&http->timer);
+  uv_unref((uv_handle_t *)&http->kick);
   curl_multi_setopt(multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
   curl_multi_setopt(multi, CURLMOPT_SOCKETDATA, http);
   curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);

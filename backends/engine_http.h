@@ -3,7 +3,7 @@
  *
  * Every call is an HTTP request made by libcurl's multi-socket interface, driven by the
  * caller's uv_loop_t: one CURLM per loop, a uv_poll_t per socket curl opens, one uv_timer_t for
- * curl's timeouts.  Nothing here blocks the loop thread, so a long poll (`wait`, followed logs,
+ * curl's timeouts (and a uv_idle_t for its "call me at once").  Nothing here blocks the loop thread, so a long poll (`wait`, followed logs,
  * a pull) costs one socket and no thread.
  *
  * How to use it (docker.c and podman.c do exactly this):
