@@ -28,7 +28,7 @@
 #     host network), which is all the tests need; overlay2 falls back to vfs where unsupported.
 #   - The registry speaks plain HTTP on loopback: dockerd treats 127.0.0.0/8 as insecure by
 #     default, podman is told so by a registries.conf drop-in.
-set -euo pipefail
+set -eEuo pipefail
 shopt -s extglob
 
 STATE=${CIRRUS_ENGINES_STATE:-/var/tmp/cirrus-engines}
@@ -44,6 +44,7 @@ PKGS=(podman runc conmon netavark aardvark-dns uidmap slirp4netns fuse-overlayfs
 me=engines.sh
 usage() { sed -n 's/^# Usage: //p' "$0" >&2; exit 2; }
 only=() rootless_user=""
+args=("$@")
 while (($#)); do
   case $1 in
     --only) (($# >= 2)) || usage; IFS=, read -ra o <<<"$2"; only+=("${o[@]}"); shift 2 ;;
@@ -59,21 +60,34 @@ want() { ((${#only[@]} == 0)) || [[ " ${only[*]} " == *" $1 "* ]]; }
 
 [[ $(id -u) == 0 ]] || { echo "$me: must run as root" >&2; exit 1; }
 mkdir -p "$STATE"
+
+# One run at a time: two concurrent runs would race on apt, pid files and image imports.  The
+# lock is held by flock(1) around a second instance of this script, and not passed on (-o):
+# a process that outlives us (a daemon, rootless podman's pause process) must not hold it.
+if [[ ${CIRRUS_ENGINES_LOCKED:-} != "$STATE" ]]; then
+  rc=0
+  CIRRUS_ENGINES_LOCKED=$STATE flock -o -E 200 -w 900 "$STATE/lock" bash "$0" "${args[@]}" || rc=$?
+  ((rc != 200)) || echo "$me: error: another $me has held $STATE/lock for 15 minutes" >&2
+  exit "$rc"
+fi
+unset CIRRUS_ENGINES_LOCKED
+
 exec 8>>"$LOG"
 log() { echo "[$(date +%T)] $*" >&8; }
+# die MESSAGE: end the setup; the message is shown on stderr by the outer shell.
 die() {
-  echo "$me: error: $*" >&2
-  echo "$me: full log: $LOG" >&2
+  echo "$*" >"$STATE/error"
+  log "error: $*"
   exit 1
 }
+
+# The setup runs in a subshell whose stdout and stderr are the log: no process it starts can
+# hold the caller's stdout (a pipe when run as eval "$(engines.sh)") or stderr open.
+setup() {
 # Any command failing outside an explicit check is reported with its line.
 trap 'die "command failed (line $LINENO): $BASH_COMMAND"' ERR
-log "=== $me $* (state $STATE)"
+log "=== $me ${args[*]} (state $STATE)"
 t0=$SECONDS
-
-# One run at a time: two concurrent runs would race on apt, pid files and image imports.
-exec 9>"$STATE/lock"
-flock -w 900 9 || die "another $me has held $STATE/lock for 15 minutes"
 
 # --- 1. packages: only what is missing; apt-get update only if something is -------------------
 missing=()
@@ -165,7 +179,7 @@ wait_for() {
     sleep 0.25
   done
   if [[ -f $STATE/$name.log ]]; then
-    tail -n 8 "$STATE/$name.log" | sed "s/^/$me: $name: /" >&2
+    { echo "last lines of $STATE/$name.log:"; tail -n 8 "$STATE/$name.log"; } >"$STATE/$name.tail"
   fi
   return 1
 }
@@ -356,9 +370,28 @@ if [[ -n $rootless_user ]]; then
 fi
 
 log "done in $((SECONDS - t0)) s"
+}
+
+rm -f "$STATE/error" "$STATE"/*.tail
+set +e
+(setup) </dev/null >&8 2>&8
+rc=$?
+set -e
+if ((rc != 0)); then
+  echo "$me: error: $(cat "$STATE/error" 2>/dev/null || echo "setup failed (exit $rc)")" >&2
+  for t in "$STATE"/*.tail; do
+    [[ -f $t ]] && sed "s/^/$me: /" "$t" >&2
+  done
+  echo "$me: full log: $LOG" >&2
+  exit 1
+fi
+
 want podman && echo "export CONTAINER_HOST=unix://$PODMAN_SOCK"
 want docker && echo "export DOCKER_HOST=unix://$DOCKER_SOCK"
-[[ -n $rootless_user ]] && echo "export CIRRUS_ROOTLESS_CONTAINER_HOST=unix://$rsock  # for $rootless_user"
+if [[ -n $rootless_user ]]; then
+  echo "export CIRRUS_ROOTLESS_CONTAINER_HOST=unix:///run/user/$(id -u "$rootless_user")/podman/podman.sock  # for $rootless_user"
+fi
+images=$STATE/images
 echo "export CIRRUS_TEST_IMAGE=$IMAGE"
 echo "export CIRRUS_TEST_ROOTFS_TAR=$images/busybox.tar"
 if want registry; then
