@@ -1,5 +1,6 @@
 /* backends/backend.c - the registry of backends and shared helpers. */
 #include "backend.h"
+#include "docker.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -17,6 +18,8 @@ backend_image_info_release(struct backend_image_info *info)
 
 /* Backends in the order "auto" tries them. */
 const struct backend_factory *const backend_factories[] = {
+    &docker_factory,
+    &podman_factory,
     NULL,
 };
 

@@ -1,0 +1,994 @@
+/* backends/docker.c - the Docker Engine API backend, and Podman through its Docker-compatible
+ * API (the same endpoints; podman.c only finds or starts the socket).
+ *
+ * A task's container idles in a shell loop; each step is an exec whose output streams back
+ * multiplexed in the body of POST /exec/{id}/start (no connection upgrade needed: without
+ * "Connection: Upgrade" the engine answers 200 and streams the raw frames until the process
+ * ends), and whose exit code is read with GET /exec/{id}/json.  The project enters with
+ * PUT /containers/{id}/archive (a tar, streamed from a file); small files come back with
+ * GET /containers/{id}/archive.  Containers carry the label dev.cirrus.run-id.
+ */
+#include "docker.h"
+#include "engine_http.h"
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define container_of(p, T, m) ((T *)((char *)(p) - offsetof(T, m)))
+#define API "/v1.41"
+
+/* The container's main process: idle until killed. */
+static const char idle_script[] = "trap 'exit 0' TERM INT; while :; do sleep 3600 & wait $!; done";
+
+struct docker {
+  struct backend base;
+  struct engine_http *http;
+  struct engine_endpoint ep;
+  bool podman; /* compat API of podman: a few differences (see below) */
+  unsigned active;
+  void (*on_closed)(void *data);
+  void *closed_data;
+  bool closing;
+  /* podman.c's service, if it started one: killed at close */
+  struct docker_service *service;
+};
+
+static struct docker *
+D(struct backend *b)
+{
+  return container_of(b, struct docker, base);
+}
+
+/* ---- small helpers ---- */
+
+static char *
+path_fmt(const char *fmt, const char *id)
+{
+  struct ci_buf b = CI_BUF_INIT;
+  const char *p = strstr(fmt, "%s");
+  ci_buf_add(&b, fmt, (size_t)(p - fmt));
+  engine_buf_add_query(&b, id);
+  ci_buf_adds(&b, p + 2);
+  return ci_buf_take(&b);
+}
+
+static json_t *
+env_array(const struct cfg_env *env)
+{
+  json_t *a = json_array();
+  for (size_t i = 0; env && i < env->n; i++) {
+    char *kv = xasprintf("%s=%s", env->v[i].key, env->v[i].value);
+    json_array_append_new(a, json_string(kv));
+    free(kv);
+  }
+  return a;
+}
+
+static json_t *
+argv_array(const char *const *argv)
+{
+  json_t *a = json_array();
+  for (size_t i = 0; argv && argv[i]; i++)
+    json_array_append_new(a, json_string(argv[i]));
+  return a;
+}
+
+/* Split an image reference into repository and tag/digest for /images/create. */
+static void
+split_ref(const char *ref, char **repo, char **tag)
+{
+  const char *at = strchr(ref, '@');
+  if (at) {
+    *repo = xstrndup(ref, (size_t)(at - ref));
+    *tag = xstrdup(at + 1);
+    return;
+  }
+  const char *slash = strrchr(ref, '/');
+  const char *colon = strrchr(ref, ':');
+  if (colon && (!slash || colon > slash)) {
+    *repo = xstrndup(ref, (size_t)(colon - ref));
+    *tag = xstrdup(colon + 1);
+  } else {
+    *repo = xstrdup(ref);
+    *tag = xstrdup("latest");
+  }
+}
+
+static void
+op_begin(struct docker *d)
+{
+  d->active++;
+}
+
+static void maybe_closed(struct docker *d);
+
+static void
+op_end(struct docker *d)
+{
+  d->active--;
+  if (d->closing)
+    maybe_closed(d);
+}
+
+/* ---- image_prepare ---- */
+
+struct img_op {
+  struct docker *d;
+  char *ref;
+  enum backend_pull_policy policy;
+  backend_progress_cb on_progress;
+  backend_image_cb cb;
+  void *data;
+  bool pulled;
+  double last_progress;
+};
+
+static void img_inspect(struct img_op *op);
+
+static void
+img_finish(struct img_op *op, const struct backend_image_info *info, const struct ci_error *err)
+{
+  struct docker *d = op->d;
+  op->cb(op->data, info, err);
+  free(op->ref);
+  free(op);
+  op_end(d);
+}
+
+static int
+on_pull_msg(json_t *msg, void *data, struct ci_error **err)
+{
+  struct img_op *op = data;
+  const char *status = json_string_value(json_object_get(msg, "status"));
+  const char *id = json_string_value(json_object_get(msg, "id"));
+  if (!status || !op->on_progress)
+    return 0;
+  /* Progress bars repeat many times a second: pass on the state changes only. */
+  if (json_object_get(msg, "progressDetail") && json_object_size(json_object_get(msg, "progressDetail")))
+    return 0;
+  char *line = id ? xasprintf("%s: %s", id, status) : xstrdup(status);
+  op->on_progress(op->data, line);
+  free(line);
+  return 0;
+}
+
+static void
+on_pulled(struct engine_req *req, const struct ci_error *err, void *data)
+{
+  struct img_op *op = data;
+  if (err) {
+    img_finish(op, NULL, err);
+    return;
+  }
+  op->pulled = true;
+  img_inspect(op);
+}
+
+static void
+img_pull(struct img_op *op)
+{
+  struct docker *d = op->d;
+  if (op->on_progress) {
+    char *m = xasprintf("Pulling image %s...", op->ref);
+    op->on_progress(op->data, m);
+    free(m);
+  }
+  char *repo, *tag;
+  split_ref(op->ref, &repo, &tag);
+  struct ci_buf path = CI_BUF_INIT;
+  ci_buf_adds(&path, API "/images/create?fromImage=");
+  engine_buf_add_query(&path, repo);
+  ci_buf_adds(&path, "&tag=");
+  engine_buf_add_query(&path, tag);
+  free(repo);
+  free(tag);
+  struct engine_req_opts o = {.method = "POST", .path = ci_buf_str(&path)};
+  struct ci_error *err = NULL;
+  if (engine_progress_start(d->http, &d->ep, &o, on_pull_msg, on_pulled, op, NULL, &err) < 0) {
+    ci_buf_release(&path);
+    img_finish(op, NULL, err);
+    ci_error_free(&err);
+    return;
+  }
+  ci_buf_release(&path);
+}
+
+static void
+on_inspected(struct engine_req *req, long status, json_t *json, const struct ci_error *err,
+             void *data)
+{
+  struct img_op *op = data;
+  if (err) {
+    bool missing = err->code == -ENOENT;
+    if (missing && !op->pulled && op->policy != BACKEND_PULL_NEVER) {
+      img_pull(op);
+      return;
+    }
+    if (missing && op->policy == BACKEND_PULL_NEVER) {
+      struct ci_error e = {.code = -ENOENT, .msg = NULL};
+      e.msg = xasprintf("image %s is not present and --pull=never forbids pulling it", op->ref);
+      img_finish(op, NULL, &e);
+      free(e.msg);
+      return;
+    }
+    img_finish(op, NULL, err);
+    return;
+  }
+  struct backend_image_info info = {CFG_ENV_INIT, NULL, NULL, NULL};
+  json_t *config = json_object_get(json, "Config");
+  size_t i;
+  json_t *v;
+  json_array_foreach(json_object_get(config, "Env"), i, v)
+  {
+    const char *kv = json_string_value(v);
+    const char *eq = kv ? strchr(kv, '=') : NULL;
+    if (!eq)
+      continue;
+    char *k = xstrndup(kv, (size_t)(eq - kv));
+    cfg_env_set(&info.env, k, eq + 1);
+    free(k);
+  }
+  const char *user = json_string_value(json_object_get(config, "User"));
+  const char *wd = json_string_value(json_object_get(config, "WorkingDir"));
+  const char *id = json_string_value(json_object_get(json, "Id"));
+  info.user = xstrdup(user ? user : "");
+  info.workdir = xstrdup(wd ? wd : "");
+  info.id = xstrdup(id ? id : "");
+  img_finish(op, &info, NULL);
+  backend_image_info_release(&info);
+}
+
+static void
+img_inspect(struct img_op *op)
+{
+  struct docker *d = op->d;
+  char *path = path_fmt(API "/images/%s/json", op->ref);
+  struct ci_error *err = NULL;
+  if (engine_json_start(d->http, &d->ep, "GET", path, NULL, 30000, on_inspected, op, NULL,
+                        &err) < 0) {
+    img_finish(op, NULL, err);
+    ci_error_free(&err);
+  }
+  free(path);
+}
+
+static int
+d_image_prepare(struct backend *b, const char *ref, enum backend_pull_policy policy,
+                backend_progress_cb on_progress, backend_image_cb cb, void *data)
+{
+  struct docker *d = D(b);
+  if (!ref || !*ref)
+    return -EINVAL;
+  struct img_op *op = xcalloc(1, sizeof(*op));
+  op->d = d;
+  op->ref = xstrdup(ref);
+  op->policy = policy;
+  op->on_progress = on_progress;
+  op->cb = cb;
+  op->data = data;
+  op_begin(d);
+  if (policy == BACKEND_PULL_ALWAYS)
+    img_pull(op);
+  else
+    img_inspect(op);
+  return 0;
+}
+
+/* ---- container_create ---- */
+
+struct create_op {
+  struct docker *d;
+  backend_id_cb cb;
+  void *data;
+  char *id;
+  struct ci_error *start_err;
+};
+
+static void
+create_finish(struct create_op *op, const struct ci_error *err)
+{
+  struct docker *d = op->d;
+  op->cb(op->data, err ? NULL : op->id, err);
+  free(op->id);
+  free(op);
+  op_end(d);
+}
+
+static void
+on_removed_after_failed_start(struct engine_req *req, const struct engine_resp *resp,
+                              const struct ci_error *err, void *data)
+{
+  struct create_op *op = data;
+  struct ci_error *saved = op->start_err;
+  op->start_err = NULL;
+  create_finish(op, saved);
+  ci_error_free(&saved);
+}
+
+static void
+on_started(struct engine_req *req, const struct engine_resp *resp, const struct ci_error *err,
+           void *data)
+{
+  struct create_op *op = data;
+  if (!err) {
+    create_finish(op, NULL);
+    return;
+  }
+  /* The container exists but did not start: remove it, then report the start error. */
+  ci_error_make(&op->start_err, err->code, "%s", err->msg);
+  char *path = path_fmt(API "/containers/%s?force=1&v=1", op->id);
+  struct engine_req_opts o = {.method = "DELETE",
+                              .path = path,
+                              .timeout_ms = 60000,
+                              .on_done = on_removed_after_failed_start,
+                              .data = op};
+  struct ci_error *e = NULL;
+  if (engine_req_start(op->d->http, &op->d->ep, &o, NULL, &e) < 0) {
+    ci_error_free(&e);
+    struct ci_error *saved = op->start_err;
+    op->start_err = NULL;
+    create_finish(op, saved);
+    ci_error_free(&saved);
+  }
+  free(path);
+}
+
+static void
+on_created(struct engine_req *req, long status, json_t *json, const struct ci_error *err,
+           void *data)
+{
+  struct create_op *op = data;
+  struct docker *d = op->d;
+  if (err) {
+    create_finish(op, err);
+    return;
+  }
+  const char *id = json_string_value(json_object_get(json, "Id"));
+  if (!id) {
+    struct ci_error e = {.code = CI_EPROTO, .msg = (char *)"create answered without an Id"};
+    create_finish(op, &e);
+    return;
+  }
+  op->id = xstrdup(id);
+  char *path = path_fmt(API "/containers/%s/start", op->id);
+  struct engine_req_opts o = {
+      .method = "POST", .path = path, .timeout_ms = 60000, .on_done = on_started, .data = op};
+  struct ci_error *e = NULL;
+  if (engine_req_start(d->http, &d->ep, &o, NULL, &e) < 0) {
+    create_finish(op, e);
+    ci_error_free(&e);
+  }
+  free(path);
+}
+
+static int
+d_container_create(struct backend *b, const struct backend_container_spec *s, backend_id_cb cb,
+                   void *data)
+{
+  struct docker *d = D(b);
+  json_t *body = json_object();
+  json_object_set_new(body, "Image", json_string(s->image));
+  if (s->argv) {
+    json_object_set_new(body, "Cmd", argv_array(s->argv));
+  } else {
+    const char *idle[] = {"/bin/sh", "-c", idle_script, NULL};
+    json_object_set_new(body, "Entrypoint", argv_array(idle));
+    json_object_set_new(body, "Cmd", json_array());
+  }
+  if (s->env)
+    json_object_set_new(body, "Env", env_array(s->env));
+  json_t *labels = json_object();
+  json_object_set_new(labels, "dev.cirrus.run-id", json_string(s->run_id ? s->run_id : ""));
+  if (s->task_name)
+    json_object_set_new(labels, "dev.cirrus.task", json_string(s->task_name));
+  json_object_set_new(body, "Labels", labels);
+  json_t *hc = json_object();
+  if (s->cpu > 0)
+    json_object_set_new(hc, "NanoCpus", json_integer((json_int_t)(s->cpu * 1e9)));
+  if (s->memory_mb)
+    json_object_set_new(hc, "Memory", json_integer((json_int_t)s->memory_mb << 20));
+  json_t *binds = json_array();
+  for (size_t i = 0; i < s->nmounts; i++) {
+    char *bind = xasprintf("%s:%s:%s", s->mounts[i].host_path, s->mounts[i].container_path,
+                           s->mounts[i].read_only ? "ro" : "rw");
+    json_array_append_new(binds, json_string(bind));
+    free(bind);
+  }
+  json_object_set_new(hc, "Binds", binds);
+  if (s->network_of) {
+    char *nm = xasprintf("container:%s", s->network_of);
+    json_object_set_new(hc, "NetworkMode", json_string(nm));
+    free(nm);
+  }
+  json_object_set_new(hc, "Privileged", json_boolean(s->privileged));
+  json_t *secopt = json_array();
+  json_array_append_new(secopt, json_string("label=disable"));
+  json_object_set_new(hc, "SecurityOpt", secopt);
+  json_object_set_new(body, "HostConfig", hc);
+
+  struct ci_buf path = CI_BUF_INIT;
+  ci_buf_adds(&path, API "/containers/create");
+  if (s->name) {
+    ci_buf_adds(&path, "?name=");
+    engine_buf_add_query(&path, s->name);
+  }
+  struct create_op *op = xcalloc(1, sizeof(*op));
+  op->d = d;
+  op->cb = cb;
+  op->data = data;
+  struct ci_error *err = NULL;
+  int r = engine_json_start(d->http, &d->ep, "POST", ci_buf_str(&path), body, 60000, on_created,
+                            op, NULL, &err);
+  json_decref(body);
+  ci_buf_release(&path);
+  if (r < 0) {
+    ci_error_free(&err);
+    free(op);
+    return r;
+  }
+  op_begin(d);
+  return 0;
+}
+
+/* ---- copy_in ---- */
+
+struct copy_op {
+  struct docker *d;
+  int fd;
+  backend_done_cb cb;
+  void *data;
+};
+
+static int
+copy_send(struct engine_req *req, char *buf, size_t cap, size_t *len, void *data,
+          struct ci_error **err)
+{
+  struct copy_op *op = data;
+  ssize_t n;
+  do
+    n = read(op->fd, buf, cap);
+  while (n < 0 && errno == EINTR);
+  if (n < 0)
+    return ci_error_make(err, -errno, "cannot read the project archive: %s", strerror(errno));
+  *len = (size_t)n;
+  return 0;
+}
+
+static void
+on_copied(struct engine_req *req, const struct engine_resp *resp, const struct ci_error *err,
+          void *data)
+{
+  struct copy_op *op = data;
+  struct docker *d = op->d;
+  close(op->fd);
+  op->cb(op->data, err);
+  free(op);
+  op_end(d);
+}
+
+static int
+d_copy_in(struct backend *b, const char *id, const char *tar_path, backend_done_cb cb, void *data)
+{
+  struct docker *d = D(b);
+  int fd = open(tar_path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return -errno;
+  off_t size = lseek(fd, 0, SEEK_END);
+  lseek(fd, 0, SEEK_SET);
+  struct copy_op *op = xcalloc(1, sizeof(*op));
+  op->d = d;
+  op->fd = fd;
+  op->cb = cb;
+  op->data = data;
+  char *path = path_fmt(API "/containers/%s/archive?path=%2F", id);
+  struct engine_req_opts o = {
+      .method = "PUT",
+      .path = path,
+      .content_type = "application/x-tar",
+      .on_send = copy_send,
+      .send_len = size,
+      .timeout_ms = 0,
+      .on_done = on_copied,
+      .data = op,
+  };
+  struct ci_error *err = NULL;
+  int r = engine_req_start(d->http, &d->ep, &o, NULL, &err);
+  free(path);
+  if (r < 0) {
+    ci_error_free(&err);
+    close(fd);
+    free(op);
+    return r;
+  }
+  op_begin(d);
+  return 0;
+}
+
+/* ---- exec ---- */
+
+struct exec_op {
+  struct docker *d;
+  backend_output_cb on_output;
+  backend_exit_cb on_exit;
+  void *data;
+  char *exec_id;
+  struct engine_demux demux;
+  unsigned inspect_tries;
+  uv_timer_t retry;
+  bool retry_open;
+};
+
+static void
+exec_finish(struct exec_op *op, const struct backend_exit *ex, const struct ci_error *err)
+{
+  struct docker *d = op->d;
+  op->on_exit(op->data, ex, err);
+  free(op->exec_id);
+  if (op->retry_open)
+    uv_close((uv_handle_t *)&op->retry, (uv_close_cb)free);
+  else
+    free(op);
+  op_end(d);
+}
+
+static void exec_inspect(struct exec_op *op);
+
+static void
+on_retry(uv_timer_t *t)
+{
+  struct exec_op *op = container_of(t, struct exec_op, retry);
+  exec_inspect(op);
+}
+
+static void
+on_exec_inspected(struct engine_req *req, long status, json_t *json, const struct ci_error *err,
+                  void *data)
+{
+  struct exec_op *op = data;
+  if (err) {
+    exec_finish(op, NULL, err);
+    return;
+  }
+  if (json_is_true(json_object_get(json, "Running")) && op->inspect_tries++ < 200) {
+    /* The stream can end a moment before the engine records the exit. */
+    if (!op->retry_open) {
+      uv_timer_init(op->d->base.loop, &op->retry);
+      op->retry_open = true;
+    }
+    uv_timer_start(&op->retry, on_retry, 10, 0);
+    return;
+  }
+  json_t *code = json_object_get(json, "ExitCode");
+  /* The launcher shell reports a step killed by signal n as 128+n, like any shell. */
+  struct backend_exit ex = {json_is_integer(code) ? (int)json_integer_value(code) : -1, 0};
+  exec_finish(op, &ex, NULL);
+}
+
+static void
+exec_inspect(struct exec_op *op)
+{
+  struct docker *d = op->d;
+  char *path = path_fmt(API "/exec/%s/json", op->exec_id);
+  struct ci_error *err = NULL;
+  if (engine_json_start(d->http, &d->ep, "GET", path, NULL, 30000, on_exec_inspected, op, NULL,
+                        &err) < 0) {
+    exec_finish(op, NULL, err);
+    ci_error_free(&err);
+  }
+  free(path);
+}
+
+static int
+on_exec_frame(enum engine_stream stream, const char *buf, size_t len, void *data,
+              struct ci_error **err)
+{
+  struct exec_op *op = data;
+  if (op->on_output)
+    op->on_output(op->data, stream == ENGINE_STDERR ? 2 : 1, buf, len);
+  return 0;
+}
+
+static int
+on_exec_body(struct engine_req *req, const char *buf, size_t len, void *data,
+             struct ci_error **err)
+{
+  struct exec_op *op = data;
+  return engine_demux_feed(&op->demux, buf, len, err);
+}
+
+static void
+on_exec_done(struct engine_req *req, const struct engine_resp *resp, const struct ci_error *err,
+             void *data)
+{
+  struct exec_op *op = data;
+  if (err) {
+    exec_finish(op, NULL, err);
+    return;
+  }
+  struct ci_error *e = NULL;
+  if (engine_demux_finish(&op->demux, &e) < 0) {
+    exec_finish(op, NULL, e);
+    ci_error_free(&e);
+    return;
+  }
+  exec_inspect(op);
+}
+
+static void
+on_exec_created(struct engine_req *req, long status, json_t *json, const struct ci_error *err,
+                void *data)
+{
+  struct exec_op *op = data;
+  struct docker *d = op->d;
+  if (err) {
+    exec_finish(op, NULL, err);
+    return;
+  }
+  const char *id = json_string_value(json_object_get(json, "Id"));
+  if (!id) {
+    struct ci_error e = {.code = CI_EPROTO, .msg = (char *)"exec create answered without an Id"};
+    exec_finish(op, NULL, &e);
+    return;
+  }
+  op->exec_id = xstrdup(id);
+  engine_demux_init(&op->demux, false, on_exec_frame, op);
+  char *path = path_fmt(API "/exec/%s/start", op->exec_id);
+  static const char start_body[] = "{\"Detach\":false,\"Tty\":false}";
+  struct engine_req_opts o = {
+      .method = "POST",
+      .path = path,
+      .body = start_body,
+      .body_len = sizeof(start_body) - 1,
+      .on_body = on_exec_body,
+      .on_done = on_exec_done,
+      .data = op,
+  };
+  struct ci_error *e = NULL;
+  if (engine_req_start(d->http, &d->ep, &o, NULL, &e) < 0) {
+    exec_finish(op, NULL, e);
+    ci_error_free(&e);
+  }
+  free(path);
+}
+
+static int
+d_exec(struct backend *b, const char *id, const struct backend_exec_spec *s,
+       backend_output_cb on_output, backend_exit_cb on_exit, void *data)
+{
+  struct docker *d = D(b);
+  json_t *body = json_object();
+  json_object_set_new(body, "AttachStdout", json_true());
+  json_object_set_new(body, "AttachStderr", json_true());
+  json_object_set_new(body, "Cmd", argv_array(s->argv));
+  if (s->env)
+    json_object_set_new(body, "Env", env_array(s->env));
+  if (s->cwd)
+    json_object_set_new(body, "WorkingDir", json_string(s->cwd));
+  if (s->user)
+    json_object_set_new(body, "User", json_string(s->user));
+  struct exec_op *op = xcalloc(1, sizeof(*op));
+  op->d = d;
+  op->on_output = on_output;
+  op->on_exit = on_exit;
+  op->data = data;
+  char *path = path_fmt(API "/containers/%s/exec", id);
+  struct ci_error *err = NULL;
+  int r = engine_json_start(d->http, &d->ep, "POST", path, body, 30000, on_exec_created, op, NULL,
+                            &err);
+  free(path);
+  json_decref(body);
+  if (r < 0) {
+    ci_error_free(&err);
+    free(op);
+    return r;
+  }
+  op_begin(d);
+  return 0;
+}
+
+/* ---- read_file ---- */
+
+struct file_op {
+  struct docker *d;
+  size_t max;
+  backend_file_cb cb;
+  void *data;
+};
+
+static void
+on_archive(struct engine_req *req, const struct engine_resp *resp, const struct ci_error *err,
+           void *data)
+{
+  struct file_op *op = data;
+  struct docker *d = op->d;
+  if (err && err->code == -ENOENT) {
+    op->cb(op->data, NULL, 0, NULL); /* no such file */
+  } else if (err) {
+    op->cb(op->data, NULL, 0, err);
+  } else {
+    /* The answer is a tar holding the file. */
+    struct archive *a = archive_read_new();
+    archive_read_support_format_tar(a);
+    struct archive_entry *e;
+    struct ci_buf content = CI_BUF_INIT;
+    bool found = false;
+    if (archive_read_open_memory(a, resp->body, resp->body_len) == ARCHIVE_OK &&
+        archive_read_next_header(a, &e) == ARCHIVE_OK &&
+        archive_entry_filetype(e) == AE_IFREG) {
+      char buf[8192];
+      la_ssize_t n;
+      while ((n = archive_read_data(a, buf, sizeof(buf))) > 0 && content.len < op->max)
+        ci_buf_add(&content, buf, (size_t)n);
+      found = true;
+    }
+    archive_read_free(a);
+    if (found)
+      op->cb(op->data, ci_buf_str(&content), content.len, NULL);
+    else
+      op->cb(op->data, NULL, 0, NULL);
+    ci_buf_release(&content);
+  }
+  free(op);
+  op_end(d);
+}
+
+static int
+d_read_file(struct backend *b, const char *id, const char *file, size_t max, backend_file_cb cb,
+            void *data)
+{
+  struct docker *d = D(b);
+  struct ci_buf path = CI_BUF_INIT;
+  char *p = path_fmt(API "/containers/%s/archive?path=", id);
+  ci_buf_adds(&path, p);
+  free(p);
+  engine_buf_add_query(&path, file);
+  struct file_op *op = xcalloc(1, sizeof(*op));
+  op->d = d;
+  op->max = max;
+  op->cb = cb;
+  op->data = data;
+  struct engine_req_opts o = {
+      .method = "GET",
+      .path = ci_buf_str(&path),
+      .max_body = max + 64 * 1024,
+      .timeout_ms = 30000,
+      .on_done = on_archive,
+      .data = op,
+  };
+  struct ci_error *err = NULL;
+  int r = engine_req_start(d->http, &d->ep, &o, NULL, &err);
+  ci_buf_release(&path);
+  if (r < 0) {
+    ci_error_free(&err);
+    free(op);
+    return r;
+  }
+  op_begin(d);
+  return 0;
+}
+
+/* ---- container_remove ---- */
+
+struct remove_op {
+  struct docker *d;
+  backend_done_cb cb;
+  void *data;
+};
+
+static void
+on_deleted(struct engine_req *req, const struct engine_resp *resp, const struct ci_error *err,
+           void *data)
+{
+  struct remove_op *op = data;
+  struct docker *d = op->d;
+  /* Already gone is fine. */
+  op->cb(op->data, err && err->code != -ENOENT ? err : NULL);
+  free(op);
+  op_end(d);
+}
+
+static int
+d_container_remove(struct backend *b, const char *id, backend_done_cb cb, void *data)
+{
+  struct docker *d = D(b);
+  char *path = path_fmt(API "/containers/%s?force=1&v=1", id);
+  struct remove_op *op = xcalloc(1, sizeof(*op));
+  op->d = d;
+  op->cb = cb;
+  op->data = data;
+  struct engine_req_opts o = {
+      .method = "DELETE", .path = path, .timeout_ms = 120000, .on_done = on_deleted, .data = op};
+  struct ci_error *err = NULL;
+  int r = engine_req_start(d->http, &d->ep, &o, NULL, &err);
+  free(path);
+  if (r < 0) {
+    ci_error_free(&err);
+    free(op);
+    return r;
+  }
+  op_begin(d);
+  return 0;
+}
+
+/* ---- lifecycle ---- */
+
+static void
+maybe_closed(struct docker *d)
+{
+  if (d->active)
+    return;
+  engine_http_close(d->http);
+  engine_endpoint_release(&d->ep);
+  docker_service_stop(d->service);
+  void (*cb)(void *) = d->on_closed;
+  void *data = d->closed_data;
+  free(d->base.description);
+  free(d);
+  if (cb)
+    cb(data);
+}
+
+static void
+d_close(struct backend *b, void (*on_closed)(void *data), void *data)
+{
+  struct docker *d = D(b);
+  d->closing = true;
+  d->on_closed = on_closed;
+  d->closed_data = data;
+  maybe_closed(d);
+}
+
+static const struct backend_ops docker_ops = {
+    .name = "docker",
+    .image_prepare = d_image_prepare,
+    .container_create = d_container_create,
+    .copy_in = d_copy_in,
+    .exec = d_exec,
+    .read_file = d_read_file,
+    .container_remove = d_container_remove,
+    .close = d_close,
+};
+
+static const struct backend_ops podman_ops = {
+    .name = "podman",
+    .image_prepare = d_image_prepare,
+    .container_create = d_container_create,
+    .copy_in = d_copy_in,
+    .exec = d_exec,
+    .read_file = d_read_file,
+    .container_remove = d_container_remove,
+    .close = d_close,
+};
+
+/* ---- opening: a synchronous ping and /info before the loop runs ---- */
+
+struct sync_call {
+  bool done;
+  long status;
+  json_t *json;
+  struct ci_error *err;
+};
+
+static void
+on_sync_json(struct engine_req *req, long status, json_t *json, const struct ci_error *err,
+             void *data)
+{
+  struct sync_call *sc = data;
+  sc->done = true;
+  sc->status = status;
+  if (json)
+    sc->json = json_incref(json);
+  if (err)
+    ci_error_make(&sc->err, err->code, "%s", err->msg);
+}
+
+static void
+on_sync_raw(struct engine_req *req, const struct engine_resp *resp, const struct ci_error *err,
+            void *data)
+{
+  struct sync_call *sc = data;
+  sc->done = true;
+  sc->status = resp->status;
+  if (err)
+    ci_error_make(&sc->err, err->code, "%s", err->msg);
+}
+
+/* Run one request to completion on the (not yet running) loop. */
+static int
+sync_request(struct docker *d, const char *method, const char *path, bool json, long timeout_ms,
+             json_t **out, struct ci_error **err)
+{
+  struct sync_call sc = {0};
+  int r;
+  if (json)
+    r = engine_json_start(d->http, &d->ep, method, path, NULL, timeout_ms, on_sync_json, &sc,
+                          NULL, err);
+  else {
+    struct engine_req_opts o = {.method = method,
+                                .path = path,
+                                .timeout_ms = timeout_ms,
+                                .on_done = on_sync_raw,
+                                .data = &sc};
+    r = engine_req_start(d->http, &d->ep, &o, NULL, err);
+  }
+  if (r < 0)
+    return r;
+  while (!sc.done)
+    uv_run(d->base.loop, UV_RUN_ONCE);
+  if (sc.err) {
+    *err = sc.err;
+    json_decref(sc.json);
+    return (*err)->code;
+  }
+  if (out)
+    *out = sc.json;
+  else
+    json_decref(sc.json);
+  return 0;
+}
+
+int
+docker_backend_open_at(uv_loop_t *loop, const char *name, const char *url,
+                       struct docker_service *service, struct backend **out,
+                       struct ci_error **err)
+{
+  struct docker *d = xcalloc(1, sizeof(*d));
+  bool podman = !strcmp(name, "podman");
+  d->base.ops = podman ? &podman_ops : &docker_ops;
+  d->base.loop = loop;
+  d->podman = podman;
+  if (engine_endpoint_init(&d->ep, name, url, err) < 0) {
+    docker_service_stop(service);
+    free(d);
+    return -1;
+  }
+  if (engine_http_new(loop, &d->http, err) < 0) {
+    docker_service_stop(service);
+    engine_endpoint_release(&d->ep);
+    free(d);
+    return -1;
+  }
+  json_t *info = NULL;
+  if (sync_request(d, "GET", "/_ping", false, 5000, NULL, err) < 0 ||
+      sync_request(d, "GET", API "/info", true, 10000, &info, err) < 0) {
+    engine_http_close(d->http);
+    while (uv_run(loop, UV_RUN_NOWAIT))
+      ;
+    engine_endpoint_release(&d->ep);
+    docker_service_stop(service);
+    free(d);
+    return -1;
+  }
+  json_t *ncpu = json_object_get(info, "NCPU");
+  json_t *mem = json_object_get(info, "MemTotal");
+  if (json_is_integer(ncpu))
+    d->base.host_cpus = (unsigned)json_integer_value(ncpu);
+  if (json_is_integer(mem))
+    d->base.host_mem_mb = (unsigned long)(json_integer_value(mem) >> 20);
+  const char *version = json_string_value(json_object_get(info, "ServerVersion"));
+  d->base.description = xasprintf("%s %s (%s)", name, version ? version : "?", url);
+  json_decref(info);
+  d->service = service;
+  *out = &d->base;
+  return 0;
+}
+
+static int
+docker_open(uv_loop_t *loop, const struct backend_options *opts, struct backend **out,
+            struct ci_error **err)
+{
+  const char *host = getenv("DOCKER_HOST");
+  const char *url = host && *host ? host : "unix:///var/run/docker.sock";
+  int r = docker_backend_open_at(loop, "docker", url, NULL, out, err);
+  if (r < 0)
+    ci_error_prefix(err, "docker at %s", url);
+  return r;
+}
+
+const struct backend_factory docker_factory = {"docker", docker_open};
