@@ -1,12 +1,16 @@
 #!/bin/bash
-# Every test, from a fresh Debian 12 machine: install what is missing, build with gcc,
-# build again with clang + AddressSanitizer/UndefinedBehaviorSanitizer, run the whole
-# ctest suite in both, then fuzz the configuration parser for 60 seconds.
+# Every test, from a fresh Debian 12 machine: install what is missing, start the real
+# engines the end-to-end tests use (podman's API service, dockerd, a registry; as root),
+# build with gcc, build again with clang + AddressSanitizer/UndefinedBehaviorSanitizer, run
+# the whole ctest suite in both, then fuzz the configuration parser for 60 seconds.
 #   CIRRUS_FUZZ_SECONDS=N   fuzzing time (default 60; 0 skips it)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 scripts/deps.sh --test
+
+echo "== engines" >&2
+eval "$(scripts/engines.sh)"
 
 echo "== gcc build" >&2
 scripts/build.sh build -DCMAKE_C_COMPILER=gcc
