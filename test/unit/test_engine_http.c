@@ -1236,6 +1236,59 @@ test_fake_cancel_in_body(void **state)
   result_release(&r);
 }
 
+struct msgs {
+  int n;
+  int done;
+  int code;
+  struct engine_req *req;
+};
+
+static int
+on_msg_cancel(json_t *msg, void *data, struct ci_error **err)
+{
+  struct msgs *m = data;
+  m->n++;
+  engine_req_cancel(m->req);
+  return 0;
+}
+
+static void
+on_msgs_end(struct engine_req *req, const struct ci_error *err, void *data)
+{
+  struct msgs *m = data;
+  m->done++;
+  m->code = err ? err->code : 0;
+}
+
+/* Lines already received in the same chunk are not handed on after a cancel. */
+static void
+test_fake_cancel_in_progress(void **state)
+{
+  struct fake f;
+  fake_start(&f, FAKE_RESPOND,
+             "HTTP/1.1 200 OK\r\nContent-Length: 60\r\n\r\n"
+             "{\"status\":\"a\"}\n{\"status\":\"b\"}\n{\"status\":\"c\"}\n{\"status\":\"d\"}\n");
+  uv_loop_t loop;
+  struct engine_http *http = NULL;
+  struct engine_endpoint ep;
+  struct ci_error *err = NULL;
+  struct msgs m = {0};
+  assert_int_equal(uv_loop_init(&loop), 0);
+  assert_int_equal(engine_http_new(&loop, &http, &err), 0);
+  fake_endpoint(&ep, f.path);
+  struct engine_req_opts o = {.method = "GET", .path = "/events"};
+  assert_int_equal(
+      engine_progress_start(http, &ep, &o, on_msg_cancel, on_msgs_end, &m, &m.req, &err), 0);
+  assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  assert_int_equal(m.done, 1);
+  assert_int_equal(m.n, 1);
+  assert_int_equal(m.code, CI_ECANCELED);
+  engine_endpoint_release(&ep);
+  close_and_check(&loop, http);
+  fake_stop(&f);
+  fake_release(&f);
+}
+
 static void
 test_bad_arguments(void **state)
 {
@@ -2255,6 +2308,7 @@ main(int argc, char **argv)
         cmocka_unit_test(test_fake_bad_json),
         cmocka_unit_test(test_fake_cancel_long_poll),
         cmocka_unit_test(test_fake_cancel_in_body),
+        cmocka_unit_test(test_fake_cancel_in_progress),
         cmocka_unit_test(test_bad_arguments),
         cmocka_unit_test(test_fake_upload_paused),
     };
