@@ -877,6 +877,12 @@ engine_req_cancel(struct engine_req *req)
   defer_kick(req->http);
 }
 
+bool
+engine_req_canceled(const struct engine_req *req)
+{
+  return req->canceled;
+}
+
 void
 engine_req_resume(struct engine_req *req)
 {

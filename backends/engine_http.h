@@ -3,8 +3,8 @@
  *
  * Every call is an HTTP request made by libcurl's multi-socket interface, driven by the
  * caller's uv_loop_t: one CURLM per loop, a uv_poll_t per socket curl opens, one uv_timer_t for
- * curl's timeouts (and a uv_idle_t for its "call me at once").  Nothing here blocks the loop thread, so a long poll (`wait`, followed logs,
- * a pull) costs one socket and no thread.
+ * curl's timeouts (and a uv_idle_t for its "call me at once").  Nothing here blocks the loop
+ * thread, so a long poll (`wait`, followed logs, a pull) costs one socket and no thread.
  *
  * How to use it (docker.c and podman.c do exactly this):
  *
@@ -152,18 +152,24 @@ struct engine_req_opts {
   void *data;             /* passed to every callback */
 };
 
-/* Start a request to ep (borrowed; what the request needs is copied).  Returns 0 and, if out is
- * not NULL, a handle for engine_req_cancel()/engine_req_resume(), valid until on_done returns;
- * or < 0 with *err set (bad arguments, a closing client, curl refusing the handle), and then no
- * callback ever runs.  With neither body nor on_send, POST and PUT send an empty body. */
+/* Start a request to ep.  ep and opts are borrowed: everything in them is copied before this
+ * returns (the body included), except data, which is handed to the callbacks.  Returns 0 and, if
+ * out is not NULL, a handle for engine_req_cancel()/engine_req_resume(), valid until on_done
+ * returns; or < 0 with *err set (bad arguments, a closing client, curl refusing the handle), and
+ * then no callback ever runs.  With neither body nor on_send, POST and PUT send an empty body. */
 int engine_req_start(struct engine_http *http, const struct engine_endpoint *ep,
                      const struct engine_req_opts *opts, struct engine_req **out,
                      struct ci_error **err);
 
-/* Ask for req to end: on_body and on_send are not called again, and on_done runs soon (never
+/* Ask for req to end: on_body and on_send are not called again (nor the helpers' on_frame and
+ * on_msg, even for data already received), and on_done runs soon (never
  * inside this call) with CI_ECANCELED, unless the request had already completed in the same
  * loop iteration, in which case it reports that outcome.  Only valid until on_done has run. */
 void engine_req_cancel(struct engine_req *req);
+
+/* Whether engine_req_cancel() (or engine_http_close()) was called for req.  Stream consumers
+ * check it to stop handing on data that arrived in the same chunk. */
+bool engine_req_canceled(const struct engine_req *req);
 
 /* Continue a request whose on_send returned ENGINE_SEND_PAUSE.  Not from inside on_send. */
 void engine_req_resume(struct engine_req *req);

@@ -378,6 +378,7 @@ engine_json_start(struct engine_http *http, const struct engine_endpoint *ep, co
 
 /* Logs: a request whose body goes through a demuxer. */
 struct logs_ctx {
+  struct engine_req *req; /* set by the first body chunk */
   struct engine_demux demux;
   engine_frame_cb on_frame;
   engine_result_cb on_end;
@@ -389,6 +390,8 @@ logs_frame(enum engine_stream stream, const char *buf, size_t len, void *data,
            struct ci_error **err)
 {
   struct logs_ctx *c = data;
+  if (engine_req_canceled(c->req)) /* frames after a cancel in the same chunk */
+    return ci_error_make(err, CI_ECANCELED, "canceled");
   return c->on_frame(stream, buf, len, c->data, err);
 }
 
@@ -396,6 +399,7 @@ static int
 logs_body(struct engine_req *req, const char *buf, size_t len, void *data, struct ci_error **err)
 {
   struct logs_ctx *c = data;
+  c->req = req;
   return engine_demux_feed(&c->demux, buf, len, err);
 }
 
@@ -437,6 +441,7 @@ engine_logs_start(struct engine_http *http, const struct engine_endpoint *ep, co
 
 /* Progress: a request whose body goes through a line splitter and engine_progress_parse. */
 struct progress_ctx {
+  struct engine_req *req; /* set by the first body chunk */
   struct engine_lines lines;
   engine_msg_cb on_msg;
   engine_result_cb on_end;
@@ -448,6 +453,8 @@ progress_line(char *line, size_t len, void *data, struct ci_error **err)
 {
   struct progress_ctx *c = data;
   json_t *msg = NULL;
+  if (engine_req_canceled(c->req)) /* lines after a cancel in the same chunk */
+    return ci_error_make(err, CI_ECANCELED, "canceled");
   int r = engine_progress_parse(line, len, &msg, err);
   if (r < 0 || !msg)
     return r;
@@ -461,6 +468,7 @@ progress_body(struct engine_req *req, const char *buf, size_t len, void *data,
               struct ci_error **err)
 {
   struct progress_ctx *c = data;
+  c->req = req;
   return engine_lines_feed(&c->lines, buf, len, err);
 }
 
