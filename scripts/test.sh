@@ -10,7 +10,8 @@ cd "$root"
 scripts/deps.sh --test
 
 echo "== engines" >&2
-eval "$(scripts/engines.sh)"
+engines_env=$(scripts/engines.sh)
+eval "$engines_env"
 
 echo "== gcc build" >&2
 scripts/build.sh build -DCMAKE_C_COMPILER=gcc
