@@ -65,6 +65,22 @@ struct backend_container_spec {
   /* Join the network namespace of this container (additional containers), or NULL. */
   const char *network_of;
   bool privileged;
+  /* Named volumes (backend volume_create) mounted at container_path (pipes share their
+   * working directory this way). */
+  const struct backend_volume_mount {
+    const char *name;
+    const char *container_path;
+  } *volumes;
+  size_t nvolumes;
+};
+
+/* An image to build from a Dockerfile (container: dockerfile:). */
+struct backend_build_spec {
+  const char *context_tar;   /* host file: the build context as a tar (the project dir) */
+  const char *dockerfile;    /* path of the Dockerfile inside the context */
+  const struct cfg_env *args; /* build arguments (docker_arguments) */
+  const char *tag;           /* the image name to give the result */
+  bool pull;                 /* refresh the base images (--pull) */
 };
 
 struct backend_exec_spec {
@@ -112,6 +128,22 @@ struct backend_ops {
                    backend_file_cb cb, void *data);
   /* Kill and remove the container and anything created with it. */
   int (*container_remove)(struct backend *b, const char *id, backend_done_cb cb, void *data);
+  /* Build an image; progress lines (the build's output) go to on_progress.  May be NULL in a
+   * backend that cannot build (the scheduler then reports it). */
+  int (*image_build)(struct backend *b, const struct backend_build_spec *spec,
+                     backend_progress_cb on_progress, backend_done_cb cb, void *data);
+  /* A volume shared by containers of one task (labelled with run_id); remove it after. */
+  int (*volume_create)(struct backend *b, const char *name, const char *run_id,
+                       backend_done_cb cb, void *data);
+  int (*volume_remove)(struct backend *b, const char *name, backend_done_cb cb, void *data);
+  /* Remove every container and volume labelled with run_id (NULL: of any run), reporting
+   * each one removed through on_removed ("container 1f2e3d... (task 'lint')"). */
+  int (*clean)(struct backend *b, const char *run_id, backend_progress_cb on_removed,
+               backend_done_cb cb, void *data);
+  /* Copy path (a file or directory in the container) out as a tar written to tar_path
+   * (a host file, created).  A missing path is an error with code -ENOENT. */
+  int (*copy_out)(struct backend *b, const char *id, const char *path, const char *tar_path,
+                  backend_done_cb cb, void *data);
   /* Stop talking to the engine, close every handle, free b, then call on_closed (from the
    * loop).  Nothing may be pending (every container removed first). */
   void (*close)(struct backend *b, void (*on_closed)(void *data), void *data);
