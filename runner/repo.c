@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 int
 repo__git_error(struct ci_error **err, const char *fmt, ...)
@@ -81,7 +82,8 @@ libgit2_done(int *initialised)
 #define cleanup_ref __attribute__((cleanup(ref_freep)))
 #define cleanup_object __attribute__((cleanup(object_freep)))
 /* Holds a libgit2 reference for the scope. */
-#define CLEANUP_LIBGIT2 __attribute__((cleanup(libgit2_done))) int libgit2_ref_ = git_libgit2_init()
+#define CLEANUP_LIBGIT2                                                                            \
+  __attribute__((cleanup(libgit2_done), unused)) int libgit2_ref_ = git_libgit2_init()
 
 /* ---- facts ---- */
 
@@ -128,25 +130,36 @@ repo_parse_github_url(const char *url, char **owner, char **name)
 }
 
 static int
+first_value(const git_config_entry *e, void *data)
+{
+  char **out = data;
+  if (!*out)
+    *out = xstrdup(e->value ? e->value : "");
+  return 0;
+}
+
+/* Upstream takes the first URL of remote "origin" as configured (no insteadOf rewriting).
+ * Read from the configuration directly: libgit2 1.5's git_remote_lookup() leaks PCRE2
+ * match data (fixed upstream in libgit2 PR 6382). */
+static int
 read_remote(git_repository *repo, struct repo_facts *f, struct ci_error **err)
 {
-  git_remote *remote = NULL;
-  int ret = git_remote_lookup(&remote, repo, "origin");
-  if (ret == GIT_ENOTFOUND || ret == GIT_EINVALIDSPEC) {
-    git_error_clear();
-    return 0;
-  }
-  if (ret < 0)
-    return repo__git_error(err, "cannot read remote 'origin'");
-  const char *url = git_remote_url(remote);
+  git_config *cfg = NULL;
+  if (git_repository_config_snapshot(&cfg, repo) < 0)
+    return repo__git_error(err, "cannot read the git configuration");
+  cleanup_free char *url = NULL;
+  int ret = git_config_get_multivar_foreach(cfg, "remote.origin.url", NULL, first_value, &url);
+  git_config_free(cfg);
+  if (ret < 0 && ret != GIT_ENOTFOUND)
+    return repo__git_error(err, "cannot read the URL of remote 'origin'");
+  git_error_clear();
   char *owner = NULL, *name = NULL;
   if (url && repo_parse_github_url(url, &owner, &name)) {
-    f->clone_url = xstrdup(url);
+    f->clone_url = steal_pointer(&url);
     f->owner = owner;
     f->name = name;
     f->full_name = xasprintf("%s/%s", owner, name);
   }
-  git_remote_free(remote);
   return 0;
 }
 
@@ -299,6 +312,70 @@ delta_path(const git_diff_delta *d)
   }
 }
 
+static bool
+filemode_matters(git_repository *repo)
+{
+  git_config *cfg = NULL;
+  int on = 1;
+  if (git_repository_config_snapshot(&cfg, repo) == 0) {
+    if (git_config_get_bool(&on, cfg, "core.filemode") < 0)
+      on = 1;
+    git_config_free(cfg);
+  }
+  git_error_clear();
+  return on != 0;
+}
+
+/* Whether path (relative to the work tree) differs between tree and the file system:
+ * upstream compares the two directly, so a change that is only in the index (staged,
+ * then undone on disk; or removed from the index but still on disk) is no change. */
+static int
+differs_on_disk(git_repository *repo, git_tree *tree, const char *path, bool filemode,
+                bool *out, struct ci_error **err)
+{
+  cleanup_free char *full = xasprintf("%s%s", git_repository_workdir(repo), path);
+  struct stat st;
+  bool on_disk = lstat(full, &st) == 0;
+  git_tree_entry *te = NULL;
+  if (git_tree_entry_bypath(&te, tree, path) < 0) {
+    git_error_clear();
+    *out = on_disk; /* new, unless it is gone again */
+    return 0;
+  }
+  git_filemode_t mode = git_tree_entry_filemode(te);
+  git_oid want = *git_tree_entry_id(te);
+  git_tree_entry_free(te);
+  if (!on_disk || mode == GIT_FILEMODE_COMMIT || mode == GIT_FILEMODE_TREE) {
+    *out = true; /* deleted; a submodule (trust the diff); a directory in the tree */
+    return 0;
+  }
+  git_oid got;
+  if (mode == GIT_FILEMODE_LINK) {
+    if (!S_ISLNK(st.st_mode)) {
+      *out = true;
+      return 0;
+    }
+    char target[PATH_MAX];
+    ssize_t n = readlink(full, target, sizeof(target));
+    if (n < 0)
+      return ci_error_make(err, -errno, "cannot read link '%s': %s", path, strerror(errno));
+    if (git_odb_hash(&got, target, (size_t)n, GIT_OBJECT_BLOB) < 0)
+      return repo__git_error(err, "cannot hash '%s'", path);
+  } else {
+    if (!S_ISREG(st.st_mode) ||
+        (filemode &&
+         ((st.st_mode & 0100) != 0) != (mode == GIT_FILEMODE_BLOB_EXECUTABLE))) {
+      *out = true;
+      return 0;
+    }
+    /* as git hashes it: with the path's filters (line endings) applied */
+    if (git_repository_hashfile(&got, repo, full, GIT_OBJECT_BLOB, path) < 0)
+      return repo__git_error(err, "cannot hash '%s'", path);
+  }
+  *out = !git_oid_equal(&got, &want);
+  return 0;
+}
+
 int
 repo_changed_files(const char *dir, const char *rev, enum repo_diff_kind kind,
                    struct ci_strv *out, struct ci_error **err)
@@ -337,19 +414,28 @@ repo_changed_files(const char *dir, const char *rev, enum repo_diff_kind kind,
     ret = git_diff_tree_to_index(&diff, repo, (git_tree *)tree, index, &opts);
     git_index_free(index);
   } else {
-    /* Contents on disk against the tree, as upstream's merkletrie diff of the file system:
-     * the index only serves as a cache of file hashes. */
+    /* The index's stat cache finds the candidates quickly; differs_on_disk() then
+     * keeps those whose content on disk differs from the tree (see below). */
     opts.flags |= GIT_DIFF_INCLUDE_UNTRACKED | GIT_DIFF_RECURSE_UNTRACKED_DIRS;
-    ret = git_diff_tree_to_workdir(&diff, repo, (git_tree *)tree, &opts);
+    ret = git_diff_tree_to_workdir_with_index(&diff, repo, (git_tree *)tree, &opts);
   }
   if (ret < 0)
     return repo__git_error(err, "cannot compare '%s' with revision '%s'", dir, rev);
 
   struct ci_strv paths = CI_STRV_INIT;
-  for (size_t i = 0, n = git_diff_num_deltas(diff); i < n; i++) {
+  bool filemode = kind == REPO_DIFF_WORKDIR && filemode_matters(repo);
+  for (size_t i = 0, n = git_diff_num_deltas(diff); i < n && ret >= 0; i++) {
     const char *path = delta_path(git_diff_get_delta(diff, i));
-    if (path)
+    bool differs = path != NULL;
+    if (differs && kind == REPO_DIFF_WORKDIR)
+      ret = differs_on_disk(repo, (git_tree *)tree, path, filemode, &differs, err);
+    if (differs)
       ci_strv_push(&paths, path);
+  }
+  if (ret < 0) {
+    git_diff_free(diff);
+    ci_strv_release(&paths);
+    return ci_error_prefix(err, "comparing '%s' with revision '%s'", dir, rev);
   }
   git_diff_free(diff);
 
