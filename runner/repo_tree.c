@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <locale.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -528,6 +529,11 @@ tar_run(const char *project, const struct repo_copy_opts *opts, repo_write_fn fn
   int ret = normalise_prefix(opts ? opts->prefix : NULL, &t.prefix, err);
   if (ret < 0)
     return ret;
+  /* Names are bytes, mostly UTF-8.  libarchive reads them in the thread's locale: make
+   * that UTF-8 for this thread only, so that long names get plain UTF-8 pax records
+   * (others go as they are, marked hdrcharset=BINARY). */
+  locale_t utf8 = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
+  locale_t old_locale = utf8 ? uselocale(utf8) : (locale_t)0;
   t.a = archive_write_new();
   t.e = archive_entry_new();
   if (!t.a || !t.e)
@@ -560,6 +566,10 @@ tar_run(const char *project, const struct repo_copy_opts *opts, repo_write_fn fn
   ci_error_free(&t.werr);
   ci_buf_release(&t.name);
   free(t.prefix);
+  if (utf8) {
+    uselocale(old_locale);
+    freelocale(utf8);
+  }
   return ret;
 }
 

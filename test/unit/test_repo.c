@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <locale.h>
 #include <git2.h>
 #include <pthread.h>
 #include <signal.h>
@@ -699,13 +700,24 @@ listing_release(struct listing *l)
   memset(l, 0, sizeof(*l));
 }
 
+/* The entry called name, or NULL. */
 static const struct entry *
-find(const struct listing *l, const char *name)
+lookup(const struct listing *l, const char *name)
 {
   for (size_t i = 0; i < l->n; i++)
     if (strcmp(l->v[i].name, name) == 0)
       return &l->v[i];
   return NULL;
+}
+
+/* The entry called name; fails the test when there is none. */
+static const struct entry *
+find(const struct listing *l, const char *name)
+{
+  const struct entry *e = lookup(l, name);
+  if (!e)
+    fail_msg("no entry '%s'", name);
+  return e;
 }
 
 static int
@@ -971,8 +983,10 @@ check_entries(const struct listing *l, const char *pre, bool archive)
   assert_int_equal(e->type, S_IFLNK);
   assert_string_equal(e->link, "/etc/passwd"); /* a link, never the file behind it */
   assert_int_equal(E("link_dir")->type, S_IFLNK);
-  assert_null(E("link_dir/main.c"));
-  assert_null(E("fifo"));
+  snprintf(name, sizeof(name), "%slink_dir/main.c", pre);
+  assert_null(lookup(l, name));
+  snprintf(name, sizeof(name), "%sfifo", pre);
+  assert_null(lookup(l, name));
 
   if (archive)
     for (size_t i = 0; i < l->n; i++) {
@@ -1028,7 +1042,7 @@ test_tar_repo_with_prefix(void **state)
   assert_non_null(root);
   assert_int_equal(root->type, S_IFDIR);
   assert_int_equal(root->perm, 0755);
-  assert_null(find(&l, "tmp/"));
+  assert_null(lookup(&l, "tmp/"));
   assert_string_equal(describe(&l, pre, ".git/"), expected);
   check_entries(&l, pre, true);
   /* .git is there, ignore rules or not */
@@ -1160,6 +1174,12 @@ test_copy_dir_symlinked_dest_entries(void **state)
   free(target);
 }
 
+static bool
+contains(const struct ci_buf *b, const char *needle)
+{
+  return memmem(b->s, b->len, needle, strlen(needle)) != NULL;
+}
+
 static void
 test_names(void **state)
 {
@@ -1171,13 +1191,40 @@ test_names(void **state)
   put(d, deep, "deep");
   put(d, "ünïcødé ✓.txt", "utf-8");
   put(d, "with space/and\ttab", "odd");
+  /* a long UTF-8 name goes into a pax record */
+  put(d, "üüüüüüüüüüüüüüüüüüüüüüüüüüüüüüüüüüüüüüüüüüüüüüüüüüüüüüüüüüüüüüüüüüüü/x", "long");
   struct listing l = {0};
   tar_listing(d, "p", &l, NULL);
   char *want = xasprintf("p/%s", deep);
   assert_string_equal(find(&l, want)->data, "deep");
   assert_string_equal(find(&l, "p/ünïcødé ✓.txt")->data, "utf-8");
   assert_string_equal(find(&l, "p/with space/and\ttab")->data, "odd");
+  assert_string_equal(
+      find(&l, "p/üüüüüüüüüüüüüüüüüüüüüüüüüüüüüüüüüüüüüüüüüüüüüüüüüüüüüüüüüüüüüüüüüüüü/x")->data,
+      "long");
   listing_release(&l);
+
+  /* UTF-8 names need no charset marker, whatever the caller's locale (C here) */
+  struct ci_buf b = CI_BUF_INIT;
+  struct ci_error *err = NULL;
+  locale_t c = newlocale(LC_ALL_MASK, "C", (locale_t)0);
+  assert_non_null(c);
+  locale_t old = uselocale(c);
+  assert_int_equal(repo_tar_write(d, NULL, collect, &b, NULL, &err), 0);
+  uselocale(old);
+  freelocale(c);
+  assert_true(contains(&b, "path=üüü"));
+  assert_false(contains(&b, "hdrcharset"));
+  ci_buf_release(&b);
+
+  /* a name that is not UTF-8 goes as raw bytes, marked as such */
+  put(d, "bad\xff\xfe", "bytes");
+  assert_int_equal(repo_tar_write(d, NULL, collect, &b, NULL, &err), 0);
+  assert_true(contains(&b, "hdrcharset=BINARY"));
+  read_tar(b.s, b.len, &l);
+  assert_string_equal(find(&l, "bad\xff\xfe")->data, "bytes");
+  listing_release(&l);
+  ci_buf_release(&b);
   free(want);
   free(deep);
 }
@@ -1443,6 +1490,9 @@ main(void)
   fputs("*.globalignored\n", f);
   fclose(f);
   git_libgit2_init();
+  /* The tests read archives as a UTF-8 user would; the library itself must not depend on
+   * the locale (it runs in the C locale until here). */
+  setlocale(LC_CTYPE, "C.UTF-8");
 
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_teardown(test_facts_not_a_repo, teardown_test),
