@@ -330,8 +330,8 @@ filemode_matters(git_repository *repo)
  * upstream compares the two directly, so a change that is only in the index (staged,
  * then undone on disk; or removed from the index but still on disk) is no change. */
 static int
-differs_on_disk(git_repository *repo, git_tree *tree, const char *path, bool filemode,
-                bool *out, struct ci_error **err)
+differs_on_disk(git_repository *repo, git_tree *tree, const char *path, bool filemode, bool *out,
+                struct ci_error **err)
 {
   cleanup_free char *full = xasprintf("%s%s", git_repository_workdir(repo), path);
   struct stat st;
@@ -363,8 +363,7 @@ differs_on_disk(git_repository *repo, git_tree *tree, const char *path, bool fil
       return repo__git_error(err, "cannot hash '%s'", path);
   } else {
     if (!S_ISREG(st.st_mode) ||
-        (filemode &&
-         ((st.st_mode & 0100) != 0) != (mode == GIT_FILEMODE_BLOB_EXECUTABLE))) {
+        (filemode && ((st.st_mode & 0100) != 0) != (mode == GIT_FILEMODE_BLOB_EXECUTABLE))) {
       *out = true;
       return 0;
     }
@@ -377,8 +376,8 @@ differs_on_disk(git_repository *repo, git_tree *tree, const char *path, bool fil
 }
 
 int
-repo_changed_files(const char *dir, const char *rev, enum repo_diff_kind kind,
-                   struct ci_strv *out, struct ci_error **err)
+repo_changed_files(const char *dir, const char *rev, enum repo_diff_kind kind, struct ci_strv *out,
+                   struct ci_error **err)
 {
   CLEANUP_LIBGIT2;
   cleanup_repo git_repository *repo = NULL;

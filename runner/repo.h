@@ -85,7 +85,9 @@ struct repo_facts {
   char *name;      /* CIRRUS_REPO_NAME      ... or git@github.com:OWNER/NAME, with an */
   char *full_name; /* CIRRUS_REPO_FULL_NAME ... optional ".git" suffix: "OWNER/NAME" */
 };
+/* clang-format off */
 #define REPO_FACTS_INIT {NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL}
+/* clang-format on */
 
 /* Read the facts of the repository that contains dir (searched upwards like git, not
  * crossing file systems and stopping at the directories in GIT_CEILING_DIRECTORIES).
@@ -142,12 +144,12 @@ int repo_changed_files(const char *dir, const char *rev, enum repo_diff_kind kin
 
 /* What a copy wrote.  An ignored directory counts once in ignored, whatever it holds. */
 struct repo_copy_stats {
-  uint64_t files;    /* regular files */
-  uint64_t dirs;     /* directories, the root included */
-  uint64_t symlinks; /* symbolic links */
-  uint64_t ignored;  /* entries left out by the ignore rules */
-  uint64_t skipped;  /* sockets, FIFOs, device nodes */
-  uint64_t bytes;    /* bytes of file content */
+  uint64_t files;     /* regular files */
+  uint64_t dirs;      /* directories, the root included */
+  uint64_t symlinks;  /* symbolic links */
+  uint64_t ignored;   /* entries left out by the ignore rules */
+  uint64_t skipped;   /* sockets, FIFOs, device nodes */
+  uint64_t bytes;     /* bytes of file content */
   uint64_t out_bytes; /* tar only: bytes of archive written */
 };
 
@@ -162,7 +164,9 @@ struct repo_copy_opts {
    * next entry or the next MiB of content and fails with CI_ECANCELED. */
   const atomic_bool *cancel;
 };
+/* clang-format off */
 #define REPO_COPY_OPTS_INIT {NULL, NULL}
+/* clang-format on */
 
 /* Called with consecutive pieces of the archive.  Return >= 0 when all len bytes were
  * consumed, < 0 with *err set to stop the copy (that error is then returned, prefixed

@@ -29,8 +29,8 @@
 
 /* One open directory of the walk: the source, and (directory sink) its copy. */
 struct level {
-  int src;           /* source directory; owned by the walker */
-  int dst;           /* destination directory (directory sink), else -1; owned by the sink */
+  int src; /* source directory; owned by the walker */
+  int dst; /* destination directory (directory sink), else -1; owned by the sink */
   dev_t dev;
   ino_t ino;
   struct level *up; /* the parent, NULL at the root */
@@ -58,12 +58,12 @@ struct walker {
   const struct sink_ops *ops;
   void *sink;
   const atomic_bool *cancel;
-  struct ci_buf rel;          /* the current project-relative path */
+  struct ci_buf rel; /* the current project-relative path */
   struct repo_copy_stats st;
-  bool have_skip;             /* leave out the inode skip_dev:skip_ino (the output) */
+  bool have_skip; /* leave out the inode skip_dev:skip_ino (the output) */
   dev_t skip_dev;
   ino_t skip_ino;
-  char *buf;                  /* CHUNK bytes of scratch for content */
+  char *buf; /* CHUNK bytes of scratch for content */
 };
 
 static const char *
@@ -164,8 +164,7 @@ walk_subdir(struct walker *w, struct level *parent, const char *name, enum walk_
   for (struct level *l = parent; l; l = l->up)
     if (l->dev == st.st_dev && l->ino == st.st_ino) {
       close(fd);
-      return ci_error_make(err, -ELOOP, "directory '%s' contains itself (a bind mount loop?)",
-                           rel);
+      return ci_error_make(err, -ELOOP, "directory '%s' contains itself (a bind mount loop?)", rel);
     }
   struct level child = {.src = fd, .dst = -1, .dev = st.st_dev, .ino = st.st_ino, .up = parent};
   int ret = w->ops->dir(w, parent, &child, rel, name, &st, err);
@@ -358,12 +357,12 @@ read_chunk(struct walker *w, int fd, const char *rel, size_t want, size_t *got,
 struct tar_sink {
   struct archive *a;
   struct archive_entry *e;
-  char *prefix;             /* owned: "" or "a/b/" */
+  char *prefix; /* owned: "" or "a/b/" */
   struct ci_buf name;
   repo_write_fn fn;
   void *data;
-  struct ci_error *werr;    /* the writer's failure */
-  bool failed;              /* write nothing more (not even the trailer) */
+  struct ci_error *werr; /* the writer's failure */
+  bool failed;           /* write nothing more (not even the trailer) */
   uint64_t out_bytes;
 };
 
@@ -574,8 +573,8 @@ tar_run(const char *project, const struct repo_copy_opts *opts, repo_write_fn fn
 }
 
 int
-repo_tar_write(const char *project, const struct repo_copy_opts *opts, repo_write_fn fn,
-               void *data, struct repo_copy_stats *stats, struct ci_error **err)
+repo_tar_write(const char *project, const struct repo_copy_opts *opts, repo_write_fn fn, void *data,
+               struct repo_copy_stats *stats, struct ci_error **err)
 {
   return tar_run(project, opts, fn, data, NULL, stats, err);
 }
@@ -679,8 +678,8 @@ dir_dir_close(struct walker *w, struct level *lvl)
 
 /* Copy at most size bytes from in to out: copy_file_range, else read and write. */
 static int
-copy_content(struct walker *w, struct dir_sink *d, const char *rel, int in, int out,
-             uint64_t size, struct ci_error **err)
+copy_content(struct walker *w, struct dir_sink *d, const char *rel, int in, int out, uint64_t size,
+             struct ci_error **err)
 {
   bool use_cfr = true;
   uint64_t left = size;
@@ -735,8 +734,7 @@ dir_file(struct walker *w, struct level *parent, const char *rel, const char *na
   if (out < 0)
     return dir_fail(d, rel, errno, err);
   int ret = copy_content(w, d, rel, fd, out, (uint64_t)st->st_size, err);
-  if (ret >= 0 &&
-      (fchmod(out, copy_mode(st->st_mode)) < 0 || set_mtime(out, NULL, st) < 0))
+  if (ret >= 0 && (fchmod(out, copy_mode(st->st_mode)) < 0 || set_mtime(out, NULL, st) < 0))
     ret = dir_fail(d, rel, errno, err);
   /* close() reports delayed write errors (NFS, some FUSE file systems). */
   if (close(out) < 0 && ret >= 0 && errno != EINTR)

@@ -33,13 +33,12 @@
 
 /* ---- scaffolding ---- */
 
-static char *top; /* the temporary directory of the whole run */
+static char *top;              /* the temporary directory of the whole run */
 static struct ci_strv garbage; /* strings freed after each test */
 static int seq;
 
 /* A path below top (formatted); freed after the test. */
-static const char *
-P(const char *fmt, ...) CI_PRINTF(1, 2);
+static const char *P(const char *fmt, ...) CI_PRINTF(1, 2);
 static const char *
 P(const char *fmt, ...)
 {
@@ -198,9 +197,8 @@ g_commit_index(git_repository *r, const char *msg, git_oid *out)
   git_object *parent = NULL;
   int n = git_revparse_single(&parent, r, "HEAD") == 0 ? 1 : 0;
   const git_commit *parents[1] = {(const git_commit *)parent};
-  assert_int_equal(git_commit_create(&id, r, "HEAD", sig(), sig(), NULL, msg, tree, (size_t)n,
-                                     parents),
-                   0);
+  assert_int_equal(
+      git_commit_create(&id, r, "HEAD", sig(), sig(), NULL, msg, tree, (size_t)n, parents), 0);
   if (out)
     *out = id;
   git_object_free(parent);
@@ -590,18 +588,17 @@ test_changed_files(void **state)
   assert_string_equal(changed(d, "HEAD", REPO_DIFF_WORKDIR), "");
   assert_string_equal(changed(d, "HEAD", REPO_DIFF_INDEX), "");
 
-  put(d, "a", "a2");                               /* modified */
+  put(d, "a", "a2");                                /* modified */
   assert_int_equal(unlink(P("diff-%d/b", seq)), 0); /* deleted */
-  put(d, "new/deep/n", "n");                       /* untracked, in a new directory */
-  put(d, "ignored.log", "i");                      /* untracked and ignored */
-  put(d, "tracked.log", "t2");                     /* tracked, matches *.log */
-  put(d, "revert", "r2");                          /* modified then restored */
+  put(d, "new/deep/n", "n");                        /* untracked, in a new directory */
+  put(d, "ignored.log", "i");                       /* untracked and ignored */
+  put(d, "tracked.log", "t2");                      /* tracked, matches *.log */
+  put(d, "revert", "r2");                           /* modified then restored */
   put(d, "revert", "r");
   assert_int_equal(chmod(P("diff-%d/mode", seq), 0755), 0); /* mode only */
   assert_int_equal(unlink(P("diff-%d/ln", seq)), 0);
   link_at(d, "ln", "c"); /* a link with a new target (ln2 is untouched) */
-  assert_string_equal(changed(d, "HEAD", REPO_DIFF_WORKDIR),
-                      "a b ln mode new/deep/n tracked.log");
+  assert_string_equal(changed(d, "HEAD", REPO_DIFF_WORKDIR), "a b ln mode new/deep/n tracked.log");
   /* nothing staged yet */
   assert_string_equal(changed(d, "HEAD", REPO_DIFF_INDEX), "");
 
@@ -814,8 +811,7 @@ tar_listing(const char *project, const char *prefix, struct listing *out,
   ci_buf_release(&b);
 }
 
-static int
-dir_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw);
+static int dir_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw);
 static struct listing *dir_out;
 static size_t dir_strip;
 
