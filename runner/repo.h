@@ -5,7 +5,13 @@
  * before the loop starts or inside one bounded uv_queue_work() job; any thread may call
  * them, and two calls may run at the same time on different threads (each opens its own
  * libgit2 repository; libgit2's error state is per thread and is read on the calling
- * thread).  Nothing here ever modifies the user's tree, its repository or its index.
+ * thread; archiving switches the calling thread, and only it, to the C.UTF-8 locale for
+ * the duration of the call).  Nothing here modifies the user's tree, its repository or
+ * its index (unless the caller puts a copy's destination inside the project).
+ *
+ * The repository of a directory is found as git finds it: upwards from the directory,
+ * not crossing file systems, stopping at GIT_CEILING_DIRECTORIES.  GIT_DIR and
+ * GIT_WORK_TREE are not consulted (git hooks set them to the same repository anyway).
  *
  * 1. Repository facts for the steps' environment (reference §3.4):
  *
@@ -89,8 +95,8 @@ struct repo_facts {
 #define REPO_FACTS_INIT {NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL}
 /* clang-format on */
 
-/* Read the facts of the repository that contains dir (searched upwards like git, not
- * crossing file systems and stopping at the directories in GIT_CEILING_DIRECTORIES).
+/* Read the facts of the repository that contains dir (found as described above; upstream
+ * looks at dir itself only).
  *
  * dir not inside a repository: success, every field NULL.  A repository whose HEAD is
  * unborn (no commit yet) has no branch, change, message or tag, but may have the remote
