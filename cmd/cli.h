@@ -47,6 +47,7 @@ struct cli_config_opts {
  * when it is valid, else < 0 (already reported). */
 int cli_load_config(const struct cli_config_opts *o, struct cfg_file **out);
 
+int cli_cmd_run(int argc, char **argv);
 int cli_cmd_validate(int argc, char **argv);
 int cli_cmd_tasks(int argc, char **argv);
 

@@ -15,6 +15,28 @@
   "                              default gcr.io/cirrus-ci-community/%s:latest)\n"
 
 const struct cli_command cli_commands[] = {
+    {"run", "run tasks of the configuration in containers", "cirrus run [options] [TASK...]",
+     CONFIG_OPTIONS
+     "      --affected-files-git REV          add the files changed since REV (worktree)\n"
+     "      --affected-files-git-cached REV   add the files changed since REV (index)\n"
+     "  -p, --parallel N            run up to N independent tasks at once (default: CPUs;\n"
+     "                              -p 1 runs them one by one, lowest id first)\n"
+     "  -o, --output MODE           auto, interactive, simple, github-actions, travis,\n"
+     "                              teamcity (auto: from the CI environment and the terminal)\n"
+     "  -v, --verbose               more messages (container ids, API calls)\n"
+     "      --debug                 as -v, plus internal diagnostics\n"
+     "      --dirty                 bind-mount the project read-write instead of copying it\n"
+     "      --container-backend B   auto, docker, podman or builtin (default auto, or\n"
+     "                              $CIRRUS_CONTAINER_BACKEND); auto tries them in that order\n"
+     "      --pull POLICY           missing (default), always or never\n"
+     "      --lazy-pull             the same as --pull=missing (upstream's flag)\n"
+     "      --debug-no-cleanup      keep the containers and print how to remove them\n"
+     "\n"
+     "TASK selects tasks whose name or alias, case-insensitively, starts the argument; the\n"
+     "rest of the argument is labels that must match (\"test VERSION:1.14\").  Selected tasks\n"
+     "run without their dependencies.  Exit status: 0 when every task succeeded or was\n"
+     "skipped or allowed to fail, 1 otherwise, 130 or 143 when interrupted.\n",
+     cli_cmd_run},
     {"validate", "check a configuration and show what its tasks resolve to",
      "cirrus validate [options]",
      CONFIG_OPTIONS
@@ -55,6 +77,7 @@ cli_help_main(FILE *out)
                "  0  success\n"
                "  1  invalid configuration, or a task failed, or another runtime error\n"
                "  2  bad command line\n"
+               "  130, 143  interrupted by SIGINT (Ctrl-C) or SIGTERM\n"
                "\nRun `cirrus help COMMAND` for the options of a command.\n");
 }
 

@@ -1,0 +1,7 @@
+# `cirrus run` end to end on each backend (test/e2e/run.sh), with the real binary.
+foreach(backend docker podman)
+  add_test(NAME e2e_run_${backend}
+    COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/e2e/run.sh $<TARGET_FILE:cirrus> ${backend})
+  set_tests_properties(e2e_run_${backend} PROPERTIES LABELS "e2e;${backend}" TIMEOUT 900
+    SKIP_RETURN_CODE 77)
+endforeach()
