@@ -231,21 +231,22 @@ scan_number(const struct bev *b, size_t i, bool seen_dot)
   return i;
 }
 
-/* Go's scanString/scanChar: b->s[start] is the quote.  Returns the end offset, or -1
- * (with an error) when the literal is not closed on its line. */
-static int
-scan_quoted(struct bev *b, size_t start, size_t *end)
+/* Go's scanString/scanChar: b->s[start] is the quote; the end offset of the literal.
+ * As in Go (whose scanner errors gval ignores), a literal that is not closed ends after
+ * the newline or at the end of the expression, and keeps its text: 'C:\' is C:\. */
+static size_t
+scan_quoted(struct bev *b, size_t start)
 {
   char q = b->s[start];
   size_t i = start + 1;
   for (;;) {
-    if (i >= b->n || b->s[i] == '\n')
-      return fail(b, "unterminated string starting at offset %zu", start);
+    if (i >= b->n)
+      return b->n;
     char c = b->s[i];
-    if (c == q) {
-      *end = i + 1;
-      return 0;
-    }
+    if (c == '\n')
+      return i + 1;
+    if (c == q)
+      return i + 1;
     if (c != '\\') {
       uint32_t r;
       i += rune_at(b, i, &r);
@@ -323,15 +324,12 @@ redo:
     t->kind = TK_INT; /* Int or Float: both are just "a number" here */
     t->end = j;
   } else if (r == '"' || r == '\'') {
-    if (scan_quoted(b, i, &t->end) < 0)
-      return -1;
+    t->end = scan_quoted(b, i);
     t->kind = r == '"' ? TK_STRING : TK_CHAR;
   } else if (r == '`') {
     const char *close = memchr(b->s + i + 1, '`', b->n - i - 1);
-    if (!close)
-      return fail(b, "unterminated raw string starting at offset %zu", i);
-    t->kind = TK_RAWSTRING;
-    t->end = (size_t)(close - b->s) + 1;
+    t->kind = TK_RAWSTRING; /* never a value here: an error wherever it appears */
+    t->end = close ? (size_t)(close - b->s) + 1 : b->n;
   } else if (r == '.' && is_decimal(peek_byte(b, i + 1))) {
     t->kind = TK_FLOAT;
     t->end = scan_number(b, i + 1, true);

@@ -31,9 +31,13 @@
  *   - 'text' and "text": the text between the quotes, quotes trimmed again while the
  *     text still starts and ends with the same quote (trimAllQuotes: "'x'" is x);
  *     backslashes are kept as written ('\d' is the two characters \d), a backslash
- *     only stops the next quote from ending the literal;
+ *     only stops the next quote from ending the literal; as upstream, a literal left
+ *     open runs to the end of its line (newline included) or of the expression and
+ *     keeps its text ('C:\' at the end is C:\);
  *   - $NAME and ${NAME}: env[NAME] expanded with cfg_expand(value, env), "" if unset;
- *     NAME is the next token, whatever it is ($1, $ FOO and ${FOO} all work);
+ *     NAME is the next token ($1, $ FOO and ${FOO} work).  On purpose stricter than
+ *     upstream, which takes any token as the name and any token as the closing brace:
+ *     NAME must be an identifier or a number, and ${ must be closed by };
  *   - ! x: negation, x must be a Go ParseBool string (1 t T TRUE true True 0 f F FALSE
  *     false False), binds to the next operand only (!$A == 'true' is (!$A) == 'true');
  *   - infix, high to low precedence, all left-associative:
@@ -54,8 +58,9 @@
  *
  * Errors: empty expression, unbalanced parentheses, trailing tokens, unknown names
  * (bare identifiers, unknown functions), non-boolean operands of ! && ||, invalid
- * regexps for =~, invalid globs, unterminated quotes (upstream silently keeps the
- * broken literal; we refuse it), nesting deeper than CFG_BOOL_MAX_DEPTH.
+ * regexps for =~, invalid globs, a function without arguments, numbers and `raw`
+ * strings used as values, nesting deeper than CFG_BOOL_MAX_DEPTH (upstream has no
+ * limit and overflows its stack).
  *
  * env and affected_files are borrowed and may be NULL (empty). */
 #define CFG_BOOL_MAX_DEPTH 200
