@@ -120,7 +120,7 @@ utf8_valid(const char *s, size_t n, size_t *bad_at)
 struct rx_frame {
   ssize_t last_atom; /* the enclosing level's state, restored at ')' */
   unsigned done_max;
-  bool prev_repeat;
+  bool multiline;
 };
 
 struct rx {
@@ -134,8 +134,10 @@ struct rx {
   bool last_quant;   /* it carries a quantifier already */
   bool last_assert;  /* it is an assertion, which PCRE2 will not repeat */
   bool prev_repeat;  /* the previous token was a repetition (Go's lastRepeat) */
+  size_t repeat_start; /* where that repetition started */
   unsigned last_prod; /* product of nested {n,m} counts inside the last atom */
   unsigned done_max;  /* max of that over the finished atoms at this level */
+  bool multiline;     /* Go's (?m) is in effect: $ is end of line, else end of text */
   char *err;
 };
 
@@ -597,7 +599,8 @@ rx_repeat(struct rx *x, size_t start, size_t *after, long min, long max, bool co
     (*after)++;
   }
   if (x->prev_repeat)
-    return rx_fail(x, "invalid nested repetition operator", x->s + start, *after - start);
+    return rx_fail(x, "invalid nested repetition operator", x->s + x->repeat_start,
+                   *after - x->repeat_start);
   if (x->last_atom < 0)
     return rx_fail(x, "missing argument to repetition operator", x->s + start, *after - start);
   if (x->last_quant || x->last_assert)
@@ -627,12 +630,13 @@ rx_repeat(struct rx *x, size_t start, size_t *after, long min, long max, bool co
     ci_buf_addc(&x->out, '?');
   x->last_quant = true;
   x->last_assert = false;
+  x->repeat_start = start;
   return 0;
 }
 
 /* Go's parsePerlFlags: s[i..] starts with "(?". */
 static int
-rx_perl_group(struct rx *x, size_t *pi)
+rx_perl_group(struct rx *x, size_t *pi, bool *new_multiline)
 {
   size_t i = *pi, t = i + 2;
   /* named captures: (?P<name>...) and (?<name>...) (Go 1.22+) */
@@ -653,12 +657,14 @@ rx_perl_group(struct rx *x, size_t *pi)
     return 1; /* a capturing group opens */
   }
   int sign = 1;
-  bool saw_flag = false;
+  bool saw_flag = false, multiline = x->multiline;
   while (t < x->n) {
     char c = x->s[t++];
     switch (c) {
-    case 'i':
     case 'm':
+      multiline = sign > 0;
+      /* fallthrough */
+    case 'i':
     case 's':
     case 'U':
       saw_flag = true;
@@ -675,10 +681,12 @@ rx_perl_group(struct rx *x, size_t *pi)
         goto bad;
       if (c == ':') {
         *pi = t;
+        *new_multiline = multiline;
         return 2; /* a non-capturing group with flags opens: the caller emits it */
       }
       /* a flag change: takes effect at the next atom, until the group ends */
       ci_buf_add(&x->pending, x->s + i, t - i);
+      x->multiline = multiline;
       *pi = t;
       return 0;
     default:
@@ -703,7 +711,7 @@ rx_open(struct rx *x, const char *text, size_t len)
   rx_atom(x, false);
   ci_buf_add(&x->out, text, len);
   CI_GROW(x->frames, x->frames_alloc, x->nframes + 1);
-  x->frames[x->nframes++] = (struct rx_frame){x->last_atom, x->done_max, false};
+  x->frames[x->nframes++] = (struct rx_frame){x->last_atom, x->done_max, x->multiline};
   x->last_atom = -1;
   x->last_prod = 0;
   x->done_max = 0;
@@ -724,7 +732,8 @@ rx_translate(struct rx *x)
     case '(':
       if (x->n - i >= 2 && x->s[i + 1] == '?') {
         size_t j = i;
-        int kind = rx_perl_group(x, &j);
+        bool multiline = x->multiline;
+        int kind = rx_perl_group(x, &j, &multiline);
         if (kind < 0)
           return -1;
         if (kind == 1 && rx_open(x, "(", 1) < 0)
@@ -737,6 +746,7 @@ rx_translate(struct rx *x)
           ci_buf_release(&g);
           if (r < 0)
             return -1;
+          x->multiline = multiline; /* inside the group only */
         }
         x->i = j;
         break;
@@ -762,16 +772,21 @@ rx_translate(struct rx *x)
       ci_buf_addc(&x->out, ')');
       x->last_atom = f.last_atom;
       x->done_max = f.done_max;
+      x->multiline = f.multiline;
       x->last_prod = inner;
       x->last_quant = false;
       x->last_assert = false;
       x->i = i + 1;
       break;
     }
-    case '^':
-    case '$':
+    case '^': /* PCRE2's ^ means what Go's does (with PCRE2_ALT_CIRCUMFLEX) */
       rx_atom(x, true);
-      ci_buf_addc(&x->out, (char)c);
+      ci_buf_addc(&x->out, '^');
+      x->i = i + 1;
+      break;
+    case '$': /* Go: end of text, or with (?m) end of line (before any \n) */
+      rx_atom(x, true);
+      ci_buf_adds(&x->out, x->multiline ? "$" : "\\z");
       x->i = i + 1;
       break;
     case '.':
@@ -911,7 +926,7 @@ cfg__regex_compile(const char *pattern, struct cfg_regex **out, char **errmsg)
   int code;
   PCRE2_SIZE off;
   pcre2_code *re = pcre2_compile((PCRE2_SPTR)pcre, PCRE2_ZERO_TERMINATED,
-                                 PCRE2_UTF | PCRE2_DOLLAR_ENDONLY | PCRE2_ALT_CIRCUMFLEX |
+                                 PCRE2_UTF | PCRE2_ALT_CIRCUMFLEX |
                                      PCRE2_NEVER_BACKSLASH_C | PCRE2_NO_AUTO_CAPTURE,
                                  &code, &off, cctx);
   pcre2_compile_context_free(cctx);
