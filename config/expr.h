@@ -83,8 +83,9 @@ int cfg__parse_bool(const char *s, bool *out);
  *     VT, a negated class matches \n, (?m)^ also matches after a final newline, octal
  *     \123 and \x{...} are characters, {n,m} that is not a valid repeat is literal text;
  *   - subjects are matched as Go does: invalid UTF-8 bytes count as U+FFFD each.
- * Matching uses PCRE2's DFA matcher: time is bounded by pattern size x subject size
- * (no catastrophic backtracking), as with RE2.
+ * Matching uses PCRE2's DFA matcher in a single anchored pass over "(?s:.*?)(?:re)":
+ * time is linear in the subject (times the pattern size), as with RE2; there is no
+ * catastrophic backtracking and no quadratic search.
  * Known differences: Unicode property names are PCRE2's (it also accepts some spellings
  * Go rejects), and (?i) does not widen \p{Lu}-style properties. */
 struct cfg_regex;

@@ -915,9 +915,13 @@ cfg__regex_translate(const char *pattern, char **out, char **errmsg)
 int
 cfg__regex_compile(const char *pattern, struct cfg_regex **out, char **errmsg)
 {
-  cleanup_free char *pcre = NULL;
-  if (cfg__regex_translate(pattern, &pcre, errmsg) < 0)
+  cleanup_free char *body = NULL;
+  if (cfg__regex_translate(pattern, &body, errmsg) < 0)
     return -1;
+  /* Searching is one anchored pass over a pattern that starts with any prefix: the DFA
+   * then tracks every start position at once, linear time like RE2, instead of one
+   * pass per start position (quadratic for 'x|.*b' on a long subject). */
+  cleanup_free char *pcre = xasprintf("(?s:.*?)(?:%s)", body);
   pcre2_compile_context *cctx = pcre2_compile_context_create(NULL);
   if (!cctx)
     CI_BUG("pcre2_compile_context_create failed");
@@ -926,7 +930,7 @@ cfg__regex_compile(const char *pattern, struct cfg_regex **out, char **errmsg)
   int code;
   PCRE2_SIZE off;
   pcre2_code *re = pcre2_compile((PCRE2_SPTR)pcre, PCRE2_ZERO_TERMINATED,
-                                 PCRE2_UTF | PCRE2_ALT_CIRCUMFLEX |
+                                 PCRE2_UTF | PCRE2_ANCHORED | PCRE2_ALT_CIRCUMFLEX |
                                      PCRE2_NEVER_BACKSLASH_C | PCRE2_NO_AUTO_CAPTURE,
                                  &code, &off, cctx);
   pcre2_compile_context_free(cctx);

@@ -606,6 +606,13 @@ test_regex_semantics(void **state)
     ci_buf_addc(&b, 'a');
   check_regex("^(a*)*b$", (const char *[]){b.s, NULL}, (int[]){0});
   check_regex("^(a|aa)+$", (const char *[]){b.s, NULL}, (int[]){1});
+  /* an unanchored alternative is searched in one pass, not once per start position */
+  for (int i = 0; i < 300000; i++)
+    ci_buf_addc(&b, 'a');
+  clock_t t0 = clock();
+  check_regex("x|.*b", (const char *[]){b.s, NULL}, (int[]){0});
+  check_regex("(?m)^b|\\bx|(a|b)*c", (const char *[]){b.s, NULL}, (int[]){0});
+  assert_true((double)(clock() - t0) / CLOCKS_PER_SEC < 5.0); /* ~0.05 s; quadratic: hours */
   ci_buf_release(&b);
 }
 
