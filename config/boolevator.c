@@ -49,13 +49,13 @@ static const struct {
   const char *text;
   int prec;
 } ops[] = {
-    [OP_NONE] = {"", 0}, [OP_IN] = {"in", 10}, [OP_EQ] = {"==", 8},  [OP_NE] = {"!=", 8},
+    [OP_NONE] = {"", 0}, [OP_IN] = {"in", 10},  [OP_EQ] = {"==", 8},  [OP_NE] = {"!=", 8},
     [OP_RE] = {"=~", 8}, [OP_NRE] = {"!=~", 8}, [OP_AND] = {"&&", 4}, [OP_OR] = {"||", 3},
 };
 
 struct bev {
   const char *s;
-  size_t n, pos; /* pos: next byte the scanner reads */
+  size_t n, pos;      /* pos: next byte the scanner reads */
   struct tok pending; /* a token given back (gval's Camouflage) */
   bool have_pending;
   bool any_token; /* a token other than EOF was read */
@@ -68,8 +68,7 @@ struct bev {
   char *err;            /* owned; without ERR_PREFIX */
 };
 
-static int
-fail(struct bev *b, const char *fmt, ...) CI_PRINTF(2, 3);
+static int fail(struct bev *b, const char *fmt, ...) CI_PRINTF(2, 3);
 
 static int
 fail(struct bev *b, const char *fmt, ...)
@@ -586,8 +585,9 @@ parse_call(struct bev *b, const struct tok *name, bool only, char **out)
           break;
         if (t.kind != ',') {
           cleanup_free char *d = tok_desc(b, &t);
-          fail(b, "expected ',' or ')' after argument %zu of the call at offset %zu, got %s at "
-                  "offset %zu",
+          fail(b,
+               "expected ',' or ')' after argument %zu of the call at offset %zu, got %s at "
+               "offset %zu",
                args.n, open.start, d, t.start);
           goto out;
         }
@@ -620,15 +620,16 @@ parse_variable(struct bev *b, const struct tok *dollar, char **out)
   if (braced && scan(b, &name) < 0)
     return -1;
   if (name.kind != TK_IDENT && name.kind != TK_INT && name.kind != TK_FLOAT)
-    return fail_tok(b, &name, braced ? "expected a variable name after '${', got "
-                                     : "expected a variable name after '$', got ");
+    return fail_tok(b, &name,
+                    braced ? "expected a variable name after '${', got "
+                           : "expected a variable name after '$', got ");
   if (braced) {
     if (scan(b, &t) < 0)
       return -1;
     if (t.kind != '}') {
       cleanup_free char *d = tok_desc(b, &t);
-      return fail(b, "missing '}' for '${' at offset %zu, got %s at offset %zu", dollar->start,
-                  d, t.start);
+      return fail(b, "missing '}' for '${' at offset %zu, got %s at offset %zu", dollar->start, d,
+                  t.start);
     }
   }
   cleanup_free char *key = xstrndup(b->s + name.start, name.end - name.start);

@@ -86,8 +86,10 @@ int cfg__parse_bool(const char *s, bool *out);
  * Matching uses PCRE2's DFA matcher in a single anchored pass over "(?s:.*?)(?:re)":
  * time is linear in the subject (times the pattern size), as with RE2; there is no
  * catastrophic backtracking and no quadratic search.
- * Known differences: Unicode property names are PCRE2's (it also accepts some spellings
- * Go rejects), and (?i) does not widen \p{Lu}-style properties. */
+ * Known differences (all exotic): Unicode property names are PCRE2's (it accepts some
+ * spellings Go rejects, and its wording for unknown ones); (?i) does not widen
+ * \p{Lu}-style properties, nor narrow \W by the Kelvin sign; flag groups "(?i:" nest
+ * only about 500 deep in PCRE2 (plain groups 1000, like Go). */
 struct cfg_regex;
 
 /* Compile pattern.  0 and *out (free with cfg__regex_free), or -1 and *errmsg. */

@@ -4,8 +4,9 @@
  * package.  PCRE2 speaks a different dialect, so a Go pattern is first parsed the
  * way Go's regexp/syntax parses it (same errors), and re-emitted as an equivalent
  * PCRE2 pattern: literals become \x{...} or plain alphanumerics, Go-only meanings
- * (\s, \v, octal escapes, literal '{') are spelled out, and constructs PCRE2 cannot
- * repeat (^*, a(?i)*) are wrapped in (?:...).  Matching uses pcre2_dfa_match(), so
+ * (\s, \v, octal escapes, literal '{', $) are spelled out, and constructs PCRE2 cannot
+ * repeat (^*, a(?i)*) are wrapped in parentheses (never capturing: the pattern is
+ * compiled with PCRE2_NO_AUTO_CAPTURE).  Matching uses pcre2_dfa_match(), so
  * the time is bounded like RE2's.
  */
 #include "expr.h"
@@ -130,14 +131,14 @@ struct rx {
   struct ci_buf pending; /* flag groups "(?i)" not yet emitted */
   struct rx_frame *frames;
   size_t nframes, frames_alloc;
-  ssize_t last_atom; /* output offset of the last atom at this level; -1: none */
-  bool last_quant;   /* it carries a quantifier already */
-  bool last_assert;  /* it is an assertion, which PCRE2 will not repeat */
-  bool prev_repeat;  /* the previous token was a repetition (Go's lastRepeat) */
+  ssize_t last_atom;   /* output offset of the last atom at this level; -1: none */
+  bool last_quant;     /* it carries a quantifier already */
+  bool last_assert;    /* it is an assertion, which PCRE2 will not repeat */
+  bool prev_repeat;    /* the previous token was a repetition (Go's lastRepeat) */
   size_t repeat_start; /* where that repetition started */
-  unsigned last_prod; /* product of nested {n,m} counts inside the last atom */
-  unsigned done_max;  /* max of that over the finished atoms at this level */
-  bool multiline;     /* Go's (?m) is in effect: $ is end of line, else end of text */
+  unsigned last_prod;  /* product of nested {n,m} counts inside the last atom */
+  unsigned done_max;   /* max of that over the finished atoms at this level */
+  bool multiline;      /* Go's (?m) is in effect: $ is end of line, else end of text */
   char *err;
 };
 
@@ -334,11 +335,13 @@ rx_perl_class(struct rx *x, size_t i, struct ci_buf *b, bool in_class, unsigned 
     break;
   case 's':
     /* Go: [\t\n\f\r ]; PCRE2's \s would add VT */
-    ci_buf_adds(b, in_class ? "\\x{9}\\x{a}\\x{c}\\x{d}\\x{20}" : "[\\x{9}\\x{a}\\x{c}\\x{d}\\x{20}]");
+    ci_buf_adds(b,
+                in_class ? "\\x{9}\\x{a}\\x{c}\\x{d}\\x{20}" : "[\\x{9}\\x{a}\\x{c}\\x{d}\\x{20}]");
     break;
   case 'S':
-    ci_buf_adds(b, in_class ? "\\x{0}-\\x{8}\\x{b}\\x{e}-\\x{1f}\\x{21}-\\x{d7ff}\\x{e000}-\\x{10ffff}"
-                            : "[^\\x{9}\\x{a}\\x{c}\\x{d}\\x{20}]");
+    ci_buf_adds(b, in_class
+                       ? "\\x{0}-\\x{8}\\x{b}\\x{e}-\\x{1f}\\x{21}-\\x{d7ff}\\x{e000}-\\x{10ffff}"
+                       : "[^\\x{9}\\x{a}\\x{c}\\x{d}\\x{20}]");
     break;
   default:
     return false;
@@ -489,7 +492,7 @@ rx_class(struct rx *x, size_t *pi)
     }
     emit_range(&body, lo, hi, &nelems);
   }
-  i++; /* ']' */
+  i++;             /* ']' */
   if (nelems == 0) /* only surrogates: nothing (or, negated, everything) */
     ci_buf_adds(&x->out, neg ? "[\\x{0}-\\x{10ffff}]" : "[^\\x{0}-\\x{10ffff}]");
   else {
@@ -578,14 +581,15 @@ rx_parse_repeat(struct rx *x, size_t i, long *min, long *max, size_t *end)
   return true;
 }
 
-/* Insert "(?:" at the last atom and ")" after it, so a quantifier can follow. */
+/* Put the last atom in parentheses (not capturing: PCRE2_NO_AUTO_CAPTURE), so that a
+ * quantifier can follow. */
 static void
 rx_wrap_last(struct rx *x)
 {
   size_t at = (size_t)x->last_atom;
-  ci_buf_add(&x->out, "(?:", 3);
-  memmove(x->out.s + at + 3, x->out.s + at, x->out.len - 3 - at);
-  memcpy(x->out.s + at, "(?:", 3);
+  ci_buf_addc(&x->out, '(');
+  memmove(x->out.s + at + 1, x->out.s + at, x->out.len - 1 - at);
+  x->out.s[at] = '(';
   ci_buf_addc(&x->out, ')');
 }
 
@@ -739,9 +743,13 @@ rx_translate(struct rx *x)
         if (kind == 1 && rx_open(x, "(", 1) < 0)
           return -1;
         if (kind == 2) {
-          /* "(?flags:" emitted as written */
+          /* "(?:" as "(": PCRE2_NO_AUTO_CAPTURE makes it non-capturing, and PCRE2
+           * nests plain parentheses deeper than "(?" groups (about 500) */
           struct ci_buf g = CI_BUF_INIT;
-          ci_buf_add(&g, x->s + i, j - i);
+          if (j - i > 3)
+            ci_buf_add(&g, x->s + i, j - i);
+          else
+            ci_buf_addc(&g, '(');
           int r = rx_open(x, g.s, g.len);
           ci_buf_release(&g);
           if (r < 0)
@@ -921,7 +929,7 @@ cfg__regex_compile(const char *pattern, struct cfg_regex **out, char **errmsg)
   /* Searching is one anchored pass over a pattern that starts with any prefix: the DFA
    * then tracks every start position at once, linear time like RE2, instead of one
    * pass per start position (quadratic for 'x|.*b' on a long subject). */
-  cleanup_free char *pcre = xasprintf("(?s:.*?)(?:%s)", body);
+  cleanup_free char *pcre = xasprintf("(?s:.*?)(%s)", body);
   pcre2_compile_context *cctx = pcre2_compile_context_create(NULL);
   if (!cctx)
     CI_BUG("pcre2_compile_context_create failed");

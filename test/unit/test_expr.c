@@ -165,11 +165,33 @@ static void
 test_expand_longest_key_first(void **state)
 {
   /* Every prefix of CIRRUS_BRANCH is a key too: only descending order is deterministic. */
-  static const char *const kv[] = {
-      "C",           "x",    "CI",           "x",    "CIR",        "x",    "CIRR",   "x",
-      "CIRRU",       "x",    "CIRRUS",       "true", "CIRRUS_BRANCH", "main", "CIRRUS_", "x",
-      "CIRRUS_B",    "x",    "CIRRUS_BR",    "x",    "CIRRUS_BRA", "x",    "CIRRUS_BRAN", "x",
-      "CIRRUS_BRANC", "x",   NULL};
+  static const char *const kv[] = {"C",
+                                   "x",
+                                   "CI",
+                                   "x",
+                                   "CIR",
+                                   "x",
+                                   "CIRR",
+                                   "x",
+                                   "CIRRU",
+                                   "x",
+                                   "CIRRUS",
+                                   "true",
+                                   "CIRRUS_BRANCH",
+                                   "main",
+                                   "CIRRUS_",
+                                   "x",
+                                   "CIRRUS_B",
+                                   "x",
+                                   "CIRRUS_BR",
+                                   "x",
+                                   "CIRRUS_BRA",
+                                   "x",
+                                   "CIRRUS_BRAN",
+                                   "x",
+                                   "CIRRUS_BRANC",
+                                   "x",
+                                   NULL};
   check_expand(kv, "$CIRRUS_BRANCH", "main");
   check_expand(kv, "$CIRRUS $CIRRUS_BRANCH", "true main");
   check_expand(kv, "$CIRRUS_BRANCH $CIRRUS", "main true");
@@ -241,7 +263,8 @@ test_expand_speed(void **state)
     free(a);
   }
   double secs = (double)(clock() - t0) / CLOCKS_PER_SEC;
-  assert_int_equal(total, 25000 * strlen("debian:bookworm") + 25000 * strlen("build-value-3-value-7"));
+  assert_int_equal(total,
+                   25000 * strlen("debian:bookworm") + 25000 * strlen("build-value-3-value-7"));
   assert_true(secs < 5.0); /* typically ~0.03 s; generous for sanitizer builds */
   cfg_env_release(&env);
 }
@@ -317,8 +340,8 @@ test_bool_regex(void **state)
   T("'a{,2}' =~ 'a{,2}'");
   check_error("'aa' =~ 'a++'", NULL, "invalid nested repetition operator", NULL);
   /* an invalid regexp: an error for =~, "" for !=~ (upstream swallows it) */
-  check_error("'a' =~ '('", NULL, "invalid regular expression", "missing closing )",
-              "at offset 4", NULL);
+  check_error("'a' =~ '('", NULL, "invalid regular expression", "missing closing )", "at offset 4",
+              NULL);
   T("('a' !=~ '(') == ''");
   check_error("'a' !=~ '('", NULL, "evaluates to \"\"", NULL);
 }
@@ -367,8 +390,7 @@ test_bool_operators(void **state)
   F("'a'==!'true'");
   /* whitespace, newlines and Go comments */
   static const char *const kv[] = {"A", "a", "B", "true", NULL};
-  check_bool("$A == 'a'\n  && $B == 'true' // comment\n  /* and\n more */ && true\n", kv, NULL,
-             1);
+  check_bool("$A == 'a'\n  && $B == 'true' // comment\n  /* and\n more */ && true\n", kv, NULL, 1);
   check_bool("\xEF\xBB\xBFtrue", NULL, NULL, 1);
   /* an open quote runs to the end and keeps its text, as upstream */
   static const char *const win[] = {"X", "C:\\", NULL};
@@ -518,13 +540,56 @@ test_bool_nesting(void **state)
 static void
 test_bool_random(void **state)
 {
-  static const char *const vocab[] = {
-      "true", "false", "'a'",   "\"b\"", "''",     "$A",   "${A}",    "$",   "(",   ")",
-      "!",    "==",    "!=",    "=~",    "!=~",    "&&",   "||",      "in",  " ",   ",",
-      "{",    "}",     "'",     "\"",    "`",      "\\",   "//",      "/*",  "*/",  "\n",
-      "foo",  "1",     "1.5e",  "0x",    "=",      "&",    "|",       "~",   "é",   "\xff",
-      "'*'",  "'(a'",  "'**.go'", "changesInclude(", "changesIncludeOnly(", "'[!a'",
-      "'.*'", "'\\d+'", "'a|'",  "'{a,b}'"};
+  static const char *const vocab[] = {"true",
+                                      "false",
+                                      "'a'",
+                                      "\"b\"",
+                                      "''",
+                                      "$A",
+                                      "${A}",
+                                      "$",
+                                      "(",
+                                      ")",
+                                      "!",
+                                      "==",
+                                      "!=",
+                                      "=~",
+                                      "!=~",
+                                      "&&",
+                                      "||",
+                                      "in",
+                                      " ",
+                                      ",",
+                                      "{",
+                                      "}",
+                                      "'",
+                                      "\"",
+                                      "`",
+                                      "\\",
+                                      "//",
+                                      "/*",
+                                      "*/",
+                                      "\n",
+                                      "foo",
+                                      "1",
+                                      "1.5e",
+                                      "0x",
+                                      "=",
+                                      "&",
+                                      "|",
+                                      "~",
+                                      "é",
+                                      "\xff",
+                                      "'*'",
+                                      "'(a'",
+                                      "'**.go'",
+                                      "changesInclude(",
+                                      "changesIncludeOnly(",
+                                      "'[!a'",
+                                      "'.*'",
+                                      "'\\d+'",
+                                      "'a|'",
+                                      "'{a,b}'"};
   static const char *const kv[] = {"A", "true", "B", "$A", NULL};
   static const char *const files[] = {"a.go", "dir/b.c", NULL};
   srand(12345);
@@ -579,8 +644,7 @@ test_regex_semantics(void **state)
   check_regex("^\\101\\x42\\x{43}$", (const char *[]){"ABC", NULL}, (int[]){1});
   check_regex("^a{,2}$", (const char *[]){"a{,2}", "aa", NULL}, (int[]){1, 0});
   check_regex("^a{01}$", (const char *[]){"a{01}", "a", NULL}, (int[]){1, 0});
-  check_regex("^a{2,3}$", (const char *[]){"a", "aa", "aaa", "aaaa", NULL},
-              (int[]){0, 1, 1, 0});
+  check_regex("^a{2,3}$", (const char *[]){"a", "aa", "aaa", "aaaa", NULL}, (int[]){0, 1, 1, 0});
   check_regex("^*$", (const char *[]){"", "a", NULL}, (int[]){1, 1});
   check_regex("^a(?i)*$", (const char *[]){"aaa", "AAA", NULL}, (int[]){1, 0});
   check_regex("^(?i)a(?-i)b$", (const char *[]){"Ab", "AB", NULL}, (int[]){1, 0});
@@ -599,7 +663,11 @@ test_regex_semantics(void **state)
   /* invalid UTF-8 in subjects reads as one U+FFFD per byte, as in Go */
   check_regex("^.$", (const char *[]){"\xff", "\xc3", NULL}, (int[]){1, 1});
   check_regex("^..$", (const char *[]){"\xe2\x82", NULL}, (int[]){1});
-  check_regex("^\\x{FFFD}a$", (const char *[]){"\xff" "a", NULL}, (int[]){1});
+  check_regex("^\\x{FFFD}a$",
+              (const char *[]){"\xff"
+                               "a",
+                               NULL},
+              (int[]){1});
   /* no catastrophic backtracking */
   struct ci_buf b = CI_BUF_INIT;
   for (int i = 0; i < 30000; i++)
@@ -670,7 +738,7 @@ test_regex_translate(void **state)
   assert_string_equal(out, "(?s)(?i)^a.b\\z");
   free(out);
   assert_int_equal(cfg__regex_translate("^*a{,2}\\s", &out, &err), 0);
-  assert_string_equal(out, "(?:^)*a\\x{7b}\\x{2c}2\\x{7d}[\\x{9}\\x{a}\\x{c}\\x{d}\\x{20}]");
+  assert_string_equal(out, "(^)*a\\x{7b}\\x{2c}2\\x{7d}[\\x{9}\\x{a}\\x{c}\\x{d}\\x{20}]");
   free(out);
   assert_int_equal(cfg__regex_translate("a(?i)*", &out, &err), 0);
   assert_string_equal(out, "a*");
@@ -762,10 +830,9 @@ test_glob_more(void **state)
 
   char *re = NULL, *err = NULL;
   static const char *const tr[][2] = {
-      {"*.txt", "^[^/]*\\.txt$"},           {"**.go", "^.*\\.go$"},
-      {"{a,b}", "^(?:(?:a)|(?:b))$"},       {"[!a-c]", "^[^/a-c]$"},
-      {"[^x]", "^[\\^x]$"},                 {"?\\?", "^[^/]\\?$"},
-      {"a}b,c", "^a}b,c$"},                 {"[[\\]", "^[\\[\\\\]$"},
+      {"*.txt", "^[^/]*\\.txt$"}, {"**.go", "^.*\\.go$"},   {"{a,b}", "^(?:(?:a)|(?:b))$"},
+      {"[!a-c]", "^[^/a-c]$"},    {"[^x]", "^[\\^x]$"},     {"?\\?", "^[^/]\\?$"},
+      {"a}b,c", "^a}b,c$"},       {"[[\\]", "^[\\[\\\\]$"},
   };
   for (size_t i = 0; i < CI_ARRAY_SIZE(tr); i++) {
     assert_int_equal(cfg__glob_to_regex(tr[i][0], &re, &err), 0);
