@@ -169,38 +169,36 @@ string_mapping(struct cfg__ctx *c, const struct cfg__node *n, struct cfg_env *ou
     return -1;
   }
   for (size_t i = 0; i < n->n; i++) {
+    const struct cfg__node *k = n->kids[i];
+    if (k->kind == CFG_NODE_SCALAR) {
+      cfg_env_set(out, k->name, k->value);
+      continue;
+    }
     char *v;
-    if (flattened_value(c, n->kids[i], &v) < 0)
+    if (flattened_value(c, k, &v) < 0)
       return -1;
-    cfg_env_set(out, n->kids[i]->name, v);
+    cfg_env_set(out, k->name, v);
     free(v);
   }
   return 0;
 }
 
+/* On failure out may hold part of the entries: the caller's task has failed anyway. */
 int
 cfg__get_map_or_list_of_maps(struct cfg__ctx *c, const struct cfg__node *n, struct cfg_env *out)
 {
-  struct cfg_env e = CFG_ENV_INIT;
-  int ret = 0;
-  if (n->kind == CFG_NODE_MAP) {
-    ret = string_mapping(c, n, &e);
-  } else if (n->kind == CFG_NODE_SEQ) {
-    for (size_t i = 0; i < n->n && ret == 0; i++)
-      ret = string_mapping(c, n->kids[i], &e);
-  } else if (cfg__node_is_empty(n)) {
-    ret = 0; /* "env:" with nothing after it */
-  } else {
-    cfg__node_error(c, n, "'%s' should be a map or a list of maps, found a scalar", n->name);
-    ret = -1;
+  if (n->kind == CFG_NODE_MAP)
+    return string_mapping(c, n, out);
+  if (n->kind == CFG_NODE_SEQ) {
+    for (size_t i = 0; i < n->n; i++)
+      if (string_mapping(c, n->kids[i], out) < 0)
+        return -1;
+    return 0;
   }
-  if (ret < 0) {
-    cfg_env_release(&e);
-    return -1;
-  }
-  cfg_env_merge(out, &e);
-  cfg_env_release(&e);
-  return 0;
+  if (cfg__node_is_empty(n))
+    return 0; /* "env:" with nothing after it */
+  cfg__node_error(c, n, "'%s' should be a map or a list of maps, found a scalar", n->name);
+  return -1;
 }
 
 int

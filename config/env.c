@@ -41,6 +41,8 @@ cfg_env_set(struct cfg_env *env, const char *key, const char *value)
   bool found;
   size_t i = env_find(env, key, &found);
   if (found) {
+    if (strcmp(env->v[i].value, value) == 0)
+      return;
     char *v = xstrdup(value);
     free(env->v[i].value);
     env->v[i].value = v;

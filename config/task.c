@@ -28,12 +28,68 @@ struct tparse {
   enum tl_kind kind;
   struct cfg__node *node;
   struct cfg_task *t;
-  struct cfg_env fenv; /* task env merged with the parser env (parser env wins) */
+  struct cfg_env fenv_; /* task env merged with the parser env (parser env wins); use fenv() */
+  bool fenv_stale;      /* the task env changed since fenv_ was built */
   bool failed;
   struct instrv instrs;
   struct ci_strv depends_on;
   struct cfg__node *depends_on_node;
 };
+
+/* A merged view of two sorted environments (b wins on equal keys) whose strings are
+ * BORROWED from a and b: free only view->v (view_release), never its entries.  Building
+ * it costs one array, not a copy of every string: fields are expanded with it all the
+ * time. */
+static void
+env_view(struct cfg_env *view, const struct cfg_env *a, const struct cfg_env *b)
+{
+  size_t need = a->n + b->n;
+  if (view->alloc < need) {
+    free(view->v);
+    view->v = xcalloc(need ? need : 1, sizeof(*view->v));
+    view->alloc = need;
+  }
+  size_t i = 0, j = 0, n = 0;
+  while (i < a->n || j < b->n) {
+    int c = i >= a->n ? 1 : j >= b->n ? -1 : strcmp(a->v[i].key, b->v[j].key);
+    if (c < 0)
+      view->v[n++] = a->v[i++];
+    else if (c > 0)
+      view->v[n++] = b->v[j++];
+    else {
+      view->v[n++] = b->v[j++];
+      i++;
+    }
+  }
+  view->n = n;
+}
+
+static void
+view_release(struct cfg_env *view)
+{
+  free(view->v);
+  memset(view, 0, sizeof(*view));
+}
+
+/* The task env changed: the view must be rebuilt (on first use: env often changes several
+ * times before a field needs it).  Every change to p->t->env must be followed by this. */
+static void
+refresh_fenv(struct tparse *p, const struct cfg_env *penv)
+{
+  (void)penv;
+  p->fenv_stale = true;
+}
+
+/* The environment fields are expanded with: the task's env so far, then the parser's. */
+static const struct cfg_env *
+fenv(struct tparse *p)
+{
+  if (p->fenv_stale) {
+    env_view(&p->fenv_, &p->t->env, &p->c->penv);
+    p->fenv_stale = false;
+  }
+  return &p->fenv_;
+}
 
 /* ---- instruction vectors ---- */
 
@@ -197,7 +253,7 @@ static int
 get_float(struct tparse *p, struct cfg__node *n, double *out)
 {
   cleanup_free char *s = NULL;
-  if (cfg__get_expanded(p->c, n, &p->fenv, &s) < 0)
+  if (cfg__get_expanded(p->c, n, fenv(p), &s) < 0)
     return -1;
   char *end = NULL;
   errno = 0;
@@ -216,7 +272,7 @@ get_megabytes(struct tparse *p, struct cfg__node *n, unsigned *out)
 {
   cleanup_free char *s = NULL;
   cleanup_free char *msg = NULL;
-  if (cfg__get_expanded(p->c, n, &p->fenv, &s) < 0)
+  if (cfg__get_expanded(p->c, n, fenv(p), &s) < 0)
     return -1;
   if (cfg_parse_megabytes(s, out, &msg) < 0) {
     cfg__value_error(p->c, n, "invalid %s value '%s': %s", n->name, s, msg);
@@ -229,7 +285,7 @@ static int
 set_expanded(struct tparse *p, struct cfg__node *n, char **slot)
 {
   char *s;
-  if (cfg__get_expanded(p->c, n, &p->fenv, &s) < 0)
+  if (cfg__get_expanded(p->c, n, fenv(p), &s) < 0)
     return -1;
   free(*slot);
   *slot = s;
@@ -306,7 +362,7 @@ fc_folders(struct tparse *p, struct cfg__node *n, void *data)
 {
   struct cache_ctx *cc = data;
   struct ci_strv v;
-  if (cfg__get_expanded_list(p->c, n, &p->fenv, &v) < 0)
+  if (cfg__get_expanded_list(p->c, n, fenv(p), &v) < 0)
     return -1;
   ci_strv_release(&cc->i->folders);
   cc->i->folders = v;
@@ -355,7 +411,7 @@ static int
 fc_reupload(struct tparse *p, struct cfg__node *n, void *data)
 {
   struct cache_ctx *cc = data;
-  if (cfg__get_bool(p->c, n, &p->fenv, &cc->i->reupload_on_changes) < 0)
+  if (cfg__get_bool(p->c, n, fenv(p), &cc->i->reupload_on_changes) < 0)
     return -1;
   cc->reupload_explicit = true;
   return 0;
@@ -365,7 +421,7 @@ static int
 fc_optimistic(struct tparse *p, struct cfg__node *n, void *data)
 {
   struct cache_ctx *cc = data;
-  return cfg__get_bool(p->c, n, &p->fenv, &cc->i->optimistically_restore_on_miss);
+  return cfg__get_bool(p->c, n, fenv(p), &cc->i->optimistically_restore_on_miss);
 }
 
 static const struct field cache_fields[] = {
@@ -448,7 +504,7 @@ fa_paths(struct tparse *p, struct cfg__node *n, void *data)
 {
   struct cfg_instr *i = *(struct cfg_instr **)data;
   struct ci_strv v;
-  if (cfg__get_expanded_list(p->c, n, &p->fenv, &v) < 0)
+  if (cfg__get_expanded_list(p->c, n, fenv(p), &v) < 0)
     return -1;
   ci_strv_release(&i->paths);
   i->paths = v;
@@ -460,7 +516,7 @@ fa_path(struct tparse *p, struct cfg__node *n, void *data)
 {
   struct cfg_instr *i = *(struct cfg_instr **)data;
   char *s;
-  if (cfg__get_expanded(p->c, n, &p->fenv, &s) < 0)
+  if (cfg__get_expanded(p->c, n, fenv(p), &s) < 0)
     return -1;
   ci_strv_release(&i->paths);
   ci_strv_push_take(&i->paths, s);
@@ -578,7 +634,7 @@ f_upload_caches(struct tparse *p, struct cfg__node *n, void *data)
 {
   struct instr_ctx *ic = data;
   struct ci_strv names;
-  if (cfg__get_expanded_list(p->c, n, &p->fenv, &names) < 0)
+  if (cfg__get_expanded_list(p->c, n, fenv(p), &names) < 0)
     return -1;
   int ret = 0;
   for (size_t k = 0; k < names.n && ret == 0; k++) {
@@ -654,7 +710,7 @@ static int
 ft_depends_on(struct tparse *p, struct cfg__node *n, void *data)
 {
   struct ci_strv v;
-  if (cfg__get_expanded_list(p->c, n, &p->fenv, &v) < 0)
+  if (cfg__get_expanded_list(p->c, n, fenv(p), &v) < 0)
     return -1;
   ci_strv_release(&p->depends_on);
   p->depends_on = v;
@@ -688,7 +744,7 @@ static int
 ft_platform(struct tparse *p, struct cfg__node *n, void *data)
 {
   cleanup_free char *s = NULL;
-  if (cfg__get_expanded(p->c, n, &p->fenv, &s) < 0)
+  if (cfg__get_expanded(p->c, n, fenv(p), &s) < 0)
     return -1;
   for (char *q = s; *q; q++)
     *q = (char)tolower((unsigned char)*q);
@@ -697,6 +753,7 @@ ft_platform(struct tparse *p, struct cfg__node *n, void *data)
     return -1;
   }
   cfg_env_set(&p->t->env, "CIRRUS_OS", s);
+  refresh_fenv(p, &p->c->penv);
   return 0;
 }
 
@@ -885,7 +942,7 @@ fct_docker_arguments(struct tparse *p, struct cfg__node *n, void *data)
     return -1;
   cfg_env_release(&cc->ct->docker_arguments);
   for (size_t k = 0; k < raw.n; k++) {
-    char *v = cfg_expand(raw.v[k].value, &p->fenv);
+    char *v = cfg_expand(raw.v[k].value, fenv(p));
     cfg_env_set(&cc->ct->docker_arguments, raw.v[k].key, v);
     free(v);
   }
@@ -914,7 +971,7 @@ fac_name(struct tparse *p, struct cfg__node *n, void *data)
 {
   struct container_ctx *cc = data;
   cleanup_free char *name = NULL;
-  if (cfg__get_expanded(p->c, n, &p->fenv, &name) < 0)
+  if (cfg__get_expanded(p->c, n, fenv(p), &name) < 0)
     return -1;
   if (!strcmp(name, "main")) {
     cfg__value_error(p->c, n, "use of reserved name '%s' for an additional container, please "
@@ -997,7 +1054,7 @@ fac_port(struct tparse *p, struct cfg__node *n, void *data)
   struct container_ctx *cc = data;
   cleanup_free char *s = NULL;
   struct cfg_port port;
-  if (cfg__get_expanded(p->c, n, &p->fenv, &s) < 0 || parse_port(p, n, s, &port) < 0)
+  if (cfg__get_expanded(p->c, n, fenv(p), &s) < 0 || parse_port(p, n, s, &port) < 0)
     return -1;
   push_port(cc->ac, port);
   cc->have_port = true;
@@ -1009,7 +1066,7 @@ fac_ports(struct tparse *p, struct cfg__node *n, void *data)
 {
   struct container_ctx *cc = data;
   struct ci_strv v;
-  if (cfg__get_expanded_list(p->c, n, &p->fenv, &v) < 0)
+  if (cfg__get_expanded_list(p->c, n, fenv(p), &v) < 0)
     return -1;
   int ret = 0;
   for (size_t k = 0; k < v.n && ret == 0; k++) {
@@ -1112,7 +1169,7 @@ fac_command(struct tparse *p, struct cfg__node *n, void *data)
 {
   struct container_ctx *cc = data;
   cleanup_free char *s = NULL;
-  if (cfg__get_expanded(p->c, n, &p->fenv, &s) < 0)
+  if (cfg__get_expanded(p->c, n, fenv(p), &s) < 0)
     return -1;
   struct ci_strv v = CI_STRV_INIT;
   const char *err = NULL;
@@ -1155,7 +1212,7 @@ static int
 fac_privileged(struct tparse *p, struct cfg__node *n, void *data)
 {
   struct container_ctx *cc = data;
-  return cfg__get_bool(p->c, n, &p->fenv, &cc->ac->privileged);
+  return cfg__get_bool(p->c, n, fenv(p), &cc->ac->privileged);
 }
 
 static const struct field additional_fields[] = {
@@ -1259,12 +1316,7 @@ container_release(struct cfg_container *ct)
 
 /* ---- collectible fields ---- */
 
-static void
-refresh_fenv(struct tparse *p, const struct cfg_env *penv)
-{
-  cfg_env_copy(&p->fenv, &p->t->env);
-  cfg_env_merge(&p->fenv, penv);
-}
+
 
 static int
 fcol_env(struct tparse *p, struct cfg__node *n, void *data)
@@ -1330,13 +1382,13 @@ fcol_unsupported(struct tparse *p, struct cfg__node *n, void *data)
 static int
 fcol_skip(struct tparse *p, struct cfg__node *n, void *data)
 {
-  return cfg__get_bool(p->c, n, &p->fenv, &p->t->skip);
+  return cfg__get_bool(p->c, n, fenv(p), &p->t->skip);
 }
 
 static int
 fcol_allow_failures(struct tparse *p, struct cfg__node *n, void *data)
 {
-  return cfg__get_bool(p->c, n, &p->fenv, &p->t->allow_failures);
+  return cfg__get_bool(p->c, n, fenv(p), &p->t->allow_failures);
 }
 
 static int
@@ -1344,7 +1396,7 @@ fcol_timeout(struct tparse *p, struct cfg__node *n, void *data)
 {
   cleanup_free char *s = NULL;
   cleanup_free char *msg = NULL;
-  if (cfg__get_expanded(p->c, n, &p->fenv, &s) < 0)
+  if (cfg__get_expanded(p->c, n, fenv(p), &s) < 0)
     return -1;
   if (cfg_parse_seconds(s, &p->t->timeout_seconds, &msg) < 0) {
     cfg__value_error(p->c, n, "invalid timeout_in '%s': %s", s, msg);
@@ -1601,7 +1653,7 @@ parse_task(struct cfg__ctx *c, struct cfg__node *node, enum tl_kind kind, struct
   t->ninstrs = p.instrs.n;
   *depends_on = p.depends_on;
   *depends_on_node = p.depends_on_node;
-  cfg_env_release(&p.fenv);
+  view_release(&p.fenv_);
   return ret;
 }
 
@@ -1681,15 +1733,17 @@ cfg__parse_tasks(struct cfg__ctx *c, struct cfg__node *root)
     /* only_if: false removes the task; its name and alias are remembered. */
     if (pt->t.only_if) {
       /* Upstream: Merge(task env, Merge({CIRRUS_TASK_NAME}, parser env)). */
-      struct cfg_env env = CFG_ENV_INIT;
-      cfg_env_copy(&env, &pt->t.env);
-      cfg_env_set(&env, "CIRRUS_TASK_NAME", pt->t.name);
-      cfg_env_merge(&env, &c->penv);
+      struct cfg_kv name_kv = {(char *)"CIRRUS_TASK_NAME", pt->t.name};
+      struct cfg_env name_env = {&name_kv, 1, 1};
+      struct cfg_env v1 = CFG_ENV_INIT, env = CFG_ENV_INIT;
+      env_view(&v1, &pt->t.env, &name_env);
+      env_view(&env, &v1, &c->penv);
       bool enabled = true;
       char *msg = NULL;
       int r = cfg__bool_eval(pt->t.only_if, &env, c->opts ? c->opts->affected_files : NULL,
                              &enabled, &msg);
-      cfg_env_release(&env);
+      view_release(&v1);
+      view_release(&env);
       if (r < 0) {
         unsigned line = only_if_node ? only_if_node->vline : item->line;
         unsigned col = only_if_node ? only_if_node->vcol : item->col;
