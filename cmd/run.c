@@ -365,9 +365,24 @@ cli_cmd_run(int argc, char **argv)
 
   o = out_new(mode, stdout, a.parallel, cli_color(stdout), a.verbose);
   out_start(o, &loop);
-  char run_id[16];
-  memcpy(run_id, uuid, 8);
-  run_id[8] = '\0';
+  /* The run id labels every container (`cirrus clean` finds leftovers by it).  Scripts
+   * that need to find a run's containers may choose it with CIRRUS_RUN_ID. */
+  char run_id[40];
+  const char *rid = getenv("CIRRUS_RUN_ID");
+  bool rid_ok = rid && *rid && strlen(rid) < sizeof(run_id);
+  for (const char *q = rid; rid_ok && *q; q++)
+    rid_ok = (*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') || (*q >= '0' && *q <= '9') ||
+             *q == '-' || *q == '_';
+  if (rid && *rid && !rid_ok) {
+    cli_error("run: CIRRUS_RUN_ID may only hold letters, digits, '-' and '_' (at most 39)");
+    goto out;
+  }
+  if (rid_ok) {
+    snprintf(run_id, sizeof(run_id), "%s", rid);
+  } else {
+    memcpy(run_id, uuid, 8);
+    run_id[8] = '\0';
+  }
   struct sched_options so = {
       .parallel = a.parallel,
       .pull = a.pull,

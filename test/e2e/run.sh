@@ -9,6 +9,8 @@ CIRRUS=${1:?usage: run.sh CIRRUS BACKEND}
 BACKEND=${2:?usage: run.sh CIRRUS BACKEND}
 IMAGE=${CIRRUS_TEST_IMAGE:-localhost/cirrus-test/busybox:latest}
 export NO_COLOR=1 CI=true
+# Our containers, and only ours: other tests may use the same engines at the same time.
+export CIRRUS_RUN_ID=e2erun$$
 
 case $BACKEND in
   docker) engine=(docker) ;;
@@ -22,7 +24,8 @@ fi
 
 leftovers() {
   if ((${#engine[@]})); then
-    "${engine[@]}" ps -a --filter label=dev.cirrus.run-id --format '{{.ID}} {{.Names}}' 2>/dev/null
+    "${engine[@]}" ps -a --filter "label=dev.cirrus.run-id=$CIRRUS_RUN_ID" \
+      --format '{{.ID}} {{.Names}}' 2>/dev/null
   fi
 }
 
@@ -95,8 +98,8 @@ task:
     - touch created-in-container
 YML
 echo kept >kept.txt; echo x >ignored.log; mkdir -p build sub; echo y >build/out; echo k >sub/keep.log; echo t >sub/drop.tmp
-printf '*.log\nbuild/\n' >.gitignore
-printf '!keep.log\n*.tmp\n' >sub/.gitignore
+printf '*.log\n!keep.log\nbuild/\n' >.gitignore
+printf '*.tmp\n' >sub/.gitignore
 crun
 expect_rc 0 ".gitignore copy"
 checks=$((checks + 1)); [[ $(cat kept.txt) == kept && ! -e created-in-container ]] || fail "the host tree was modified"
@@ -263,7 +266,8 @@ git init -q -b feature . && git add -A && git -c user.name=t -c user.email=t@t c
 git remote add origin https://github.com/cirruslabs/example.git
 crun
 expect_rc 0 "git env"
-expect_out "BRANCH=feature TAG=v1.2.3 MSG=first commit REPO=cirruslabs/example"
+expect_out "BRANCH=feature TAG=v1.2.3 MSG=first commit"
+expect_out " REPO=cirruslabs/example"
 
 # --- a missing image is a clear task failure
 newproj <<'YML'
