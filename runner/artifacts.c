@@ -511,6 +511,10 @@ path_match(const struct comps *p, size_t pi, const struct comps *s, size_t si)
     if (pi == p->count)
       return si == s->count;
     if (p->n[pi] == 2 && p->p[pi][0] == '*' && p->p[pi][1] == '*') {
+      /* consecutive "**" components mean what one does; skipping them keeps this polynomial */
+      while (pi + 1 < p->count && p->n[pi + 1] == 2 && p->p[pi + 1][0] == '*' &&
+             p->p[pi + 1][1] == '*')
+        pi++;
       if (pi + 1 == p->count)
         return si < s->count; /* trailing "**": one or more components */
       for (size_t k = si; k < s->count; k++)
@@ -1257,11 +1261,8 @@ guess_location(const char *text, char **path, int64_t *line)
         break;
       if (k + 1 < n && s[k] == ':' && s[k + 1] >= '0' && s[k + 1] <= '9') {
         bool skip = false;
-        for (size_t w = 0; w < CI_ARRAY_SIZE(ignored); w++) {
-          cleanup_free char *ln = xstrndup(s, n);
-          if (strstr(ln, ignored[w]))
-            skip = true;
-        }
+        for (size_t w = 0; w < CI_ARRAY_SIZE(ignored); w++)
+          skip |= memmem(s, n, ignored[w], strlen(ignored[w])) != NULL;
         if (skip)
           break;
         size_t d = k + 1;

@@ -807,8 +807,10 @@ xc_entry(struct xcopy *x, struct archive_entry *e, struct ci_error **err)
   if (!hl && type != AE_IFDIR && type != AE_IFREG && type != AE_IFLNK)
     return 0; /* sockets, devices, FIFOs: not cached */
   if (!*rel && (hl || type != AE_IFDIR))
-    return ci_error_make(err, CI_EPROTO, "cache archive entry '%s' replaces the base folder",
-                         archive_entry_pathname(e));
+    return ci_error_make(err, CI_EPROTO,
+                         "cache archive entry '%s' is the base folder '%s' but not a directory "
+                         "(cache folders must be directories)",
+                         archive_entry_pathname(e), x->base);
   struct archive_entry *oe = archive_entry_clone(e);
   if (!oe)
     CI_BUG("archive_entry_clone failed");

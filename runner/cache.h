@@ -31,7 +31,9 @@
  *             CACHE_MSG_POPULATE_FAILED), or CACHE_MSG_MISS_NO_SCRIPT.
  *   5. remember for the upload step: key, plan, whether a blob was available (exact or
  *             optimistic), the restored digest (empty on a miss), and
- *             skip_upload = available && !reupload_on_changes.
+ *             skip_upload = available && !reupload_on_changes.  (Upstream counts an optimistic
+ *             restore as available: with a fingerprint, whose reupload_on_changes defaults to
+ *             false, the new key is then not uploaded by that task.)
  *
  * The upload step (`Upload '<name>' cache`, after the task's scripts):
  *

@@ -97,6 +97,9 @@ test_glob_match(void **state)
       {"/w/**/node_modules", "/w/node_modules", 1},
       {"/w/**/node_modules", "/w/a/b/node_modules", 1},
       {"/w/**/node_modules", "/w/a/node_modules/x", 0},
+      {"/w/**/**/x", "/w/x", 1},
+      {"/w/**/**/x", "/w/a/b/x", 1},
+      {"/w/**/**", "/w/a", 1},
       {"/w/a**b", "/w/axxb", 1}, /* "**" inside a component is two stars */
       {"/w/a**b", "/w/ax/xb", 0},
       {"/w/?.log", "/w/a.log", 1},
