@@ -711,7 +711,7 @@ enum xmode { XM_SAVE, XM_RESTORE };
 struct xcopy {
   enum xmode mode;
   const struct cache_limits *lim;
-  struct archive *in, *out;
+  struct archive *in, *out; /* out is NULL when only hashing */
   struct dbuild *db;
   unsigned char *buf;
   uint64_t *bytes;
@@ -786,7 +786,7 @@ xc_out_name(struct xcopy *x, const char *rel)
 static int
 xc_write_header(struct xcopy *x, struct archive_entry *oe, const char *rel, struct ci_error **err)
 {
-  if (archive_write_header(x->out, oe) < ARCHIVE_WARN)
+  if (x->out && archive_write_header(x->out, oe) < ARCHIVE_WARN)
     return ci_error_make(err, -EIO, "cannot write cache archive entry '%s': %s", rel,
                          archive_error_string(x->out));
   return 0;
@@ -906,7 +906,7 @@ xc_entry(struct xcopy *x, struct archive_entry *e, struct ci_error **err)
                            rel);
     }
     sha256_update(md, x->buf, (size_t)n);
-    if (archive_write_data(x->out, x->buf, (size_t)n) != n) {
+    if (x->out && archive_write_data(x->out, x->buf, (size_t)n) != n) {
       EVP_MD_CTX_free(md);
       return ci_error_make(err, -EIO, "cannot write cache archive entry '%s': %s", rel,
                            archive_error_string(x->out));
@@ -1153,4 +1153,85 @@ cache_save_free(struct cache_save *w)
   free(w->base);
   free(w->buf);
   free(w);
+}
+
+/* ------------------------------------------------------------------ hashing only */
+
+struct cache_hasher {
+  struct cache_store *s; /* borrowed */
+  char *base;            /* owned */
+  struct dbuild db;
+  uint64_t bytes;
+  size_t entries, content;
+  bool broken;
+  unsigned char *buf;
+};
+
+int
+cache_hasher_new(struct cache_store *s, const char *base, struct cache_hasher **out,
+                 struct ci_error **err)
+{
+  if (base[0] != '/')
+    return ci_error_make(err, -EINVAL, "cache base folder '%s' is not absolute", base);
+  struct cache_hasher *h = xcalloc(1, sizeof(*h));
+  h->s = s;
+  h->base = artifacts_path_clean(base);
+  h->buf = xmalloc(IO_BUF);
+  *out = h;
+  return 0;
+}
+
+int
+cache_hasher_add_tar(struct cache_hasher *h, int tar_fd, const char *tar_root, const char *folder,
+                     struct ci_error **err)
+{
+  if (h->broken)
+    return ci_error_make(err, -EINVAL, "cache hasher is broken");
+  if (tar_root[0] != '/' || folder[0] != '/')
+    return ci_error_make(err, -EINVAL, "cache archive roots must be absolute");
+  cleanup_free char *root = artifacts_path_clean(tar_root);
+  cleanup_free char *cfolder = artifacts_path_clean(folder);
+  struct archive *in = tar_reader(tar_fd, err, "the cache folder archive");
+  if (!in) {
+    h->broken = true;
+    return CI_EPROTO;
+  }
+  size_t content = 0;
+  struct xcopy x = {XM_SAVE,     &h->s->lim, in,      NULL, &h->db, h->buf, &h->bytes,
+                    &h->entries, &content,   h->base, root, NULL,   cfolder};
+  int ret = xc_run(&x, "the cache folder archive", err);
+  archive_read_free(in);
+  h->content += content;
+  if (ret < 0) {
+    h->broken = true;
+    return ci_error_prefix(err, "hashing cache folder '%s'", cfolder);
+  }
+  return 0;
+}
+
+bool
+cache_hasher_is_empty(const struct cache_hasher *h)
+{
+  return h->content == 0;
+}
+
+int
+cache_hasher_finish(struct cache_hasher *h, struct cache_digest *out, struct ci_error **err)
+{
+  if (h->broken)
+    return ci_error_make(err, -EINVAL, "cache hasher is broken");
+  db_finish(&h->db, out);
+  h->broken = true; /* nothing more can be added */
+  return 0;
+}
+
+void
+cache_hasher_free(struct cache_hasher *h)
+{
+  if (!h)
+    return;
+  db_release(&h->db);
+  free(h->base);
+  free(h->buf);
+  free(h);
 }

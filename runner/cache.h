@@ -240,7 +240,8 @@ int cache_plan_expand(const struct cache_plan *p, const char *working_dir,
  * with no records it is sha256 of nothing.  Upstream compares a sha over file contents only
  * (in walk order); this one also sees renames and mode changes.  Upstream hashes the restored
  * folders after extraction (so files that were there before count too); cache_restore()
- * hashes the blob, which is the same thing unless the folders already held other files. */
+ * hashes the blob, which is the same thing unless the folders already held other files
+ * (struct cache_hasher digests the folders themselves). */
 struct cache_digest_entry {
   char *path;            /* owned, relative to the base folder */
   char type;             /* 'f' file, 'l' symlink, 'h' hard link to a path not in the set */
@@ -268,6 +269,31 @@ typedef void (*cache_diff_cb)(void *data, enum cache_change kind, const char *pa
 /* Call cb for every path that differs between two final digests, in path order. */
 void cache_digest_diff(const struct cache_digest *older, const struct cache_digest *newer,
                        cache_diff_cb cb, void *data);
+
+/* ------------------------------------------------------------------ hashing only */
+
+/* The digest of folders taken from the container, without writing a blob:
+ *   new -> add_tar (once per folder, as for cache_save_add_tar) -> finish -> free.
+ * Upstream hashes the cache folders right after restoring them, so files that were already
+ * there count too; to match it exactly, take the folders' tars after the restore and digest
+ * them here instead of keeping cache_restore()'s digest of the blob.  The rules for names and
+ * the limits are cache_save_add_tar()'s. */
+struct cache_hasher;
+int cache_hasher_new(struct cache_store *s, const char *base, struct cache_hasher **out,
+                     struct ci_error **err);
+int cache_hasher_add_tar(struct cache_hasher *h, int tar_fd, const char *tar_root,
+                         const char *folder, struct ci_error **err);
+/* As cache_save_is_empty(). */
+bool cache_hasher_is_empty(const struct cache_hasher *h);
+/* Make the digest final into *out (released first).  Fails when an add_tar failed. */
+int cache_hasher_finish(struct cache_hasher *h, struct cache_digest *out, struct ci_error **err);
+void cache_hasher_free(struct cache_hasher *h);
+static inline void
+cache_hasher_freep(struct cache_hasher **h)
+{
+  cache_hasher_free(*h);
+}
+#define cleanup_cache_hasher __attribute__((cleanup(cache_hasher_freep)))
 
 /* ------------------------------------------------------------------ restore */
 

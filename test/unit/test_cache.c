@@ -485,7 +485,26 @@ test_hit_miss_round_trip(void **state)
   assert_memory_equal(dg.v[3].sum, dg.v[2].sum, 32);
   assert_false(cache_save_is_empty(w));
   assert_true(cache_save_get_size(w) > 0);
+  /* hashing the restored tree (names relative to "/") gives the same digest again */
+  cleanup_close int rfd = tmp_fd();
+  cleanup_close int bfd3 = -1;
+  assert_int_equal(cache_store_get(e->s, "nm-1", &bfd3, &err), 1);
+  assert_int_equal(cache_restore(e->s, bfd3, "/w/node_modules", "/", rfd, NULL, &err), 0);
+  lseek(rfd, 0, SEEK_SET);
+  cleanup_cache_hasher struct cache_hasher *h = NULL;
+  assert_int_equal(cache_hasher_new(e->s, "/w/node_modules", &h, &err), 0);
+  assert_int_equal(cache_hasher_add_tar(h, rfd, "/", "/w/node_modules", &err), 0);
+  assert_false(cache_hasher_is_empty(h));
+  struct cache_digest hd = CACHE_DIGEST_INIT;
+  assert_int_equal(cache_hasher_finish(h, &hd, &err), 0);
+  assert_string_equal(hd.sha, dg.sha);
+  assert_true(cache_hasher_add_tar(h, rfd, "/", "/w/node_modules", &err) < 0); /* finished */
+  ci_error_free(&err);
+  cache_digest_release(&hd);
   cache_digest_release(&dg);
+  /* hashing wrote nothing to the store: the blob, and the uncommitted save's temporary */
+  assert_int_equal(count_entries(cache_store_get_dir(e->s), ""), 2);
+  assert_int_equal(count_entries(cache_store_get_dir(e->s), ".temporary-blob-"), 1);
   assert_null(err);
 }
 
