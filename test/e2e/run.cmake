@@ -5,3 +5,9 @@ foreach(backend docker podman)
   set_tests_properties(e2e_run_${backend} PROPERTIES LABELS "e2e;${backend}" TIMEOUT 900
     SKIP_RETURN_CODE 77)
 endforeach()
+
+# Rootless podman started by cirrus itself for an unprivileged user.
+add_test(NAME e2e_podman_rootless
+  COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/e2e/podman-rootless.sh $<TARGET_FILE:cirrus>)
+set_tests_properties(e2e_podman_rootless PROPERTIES LABELS "e2e;podman" TIMEOUT 300
+  SKIP_RETURN_CODE 77)

@@ -269,6 +269,35 @@ expect_rc 0 "git env"
 expect_out "BRANCH=feature TAG=v1.2.3 MSG=first commit"
 expect_out " REPO=cirruslabs/example"
 
+# --- cpu and memory become container limits (cgroup v1 here, v2 elsewhere)
+newproj <<'YML'
+task:
+  container:
+    cpu: 0.5
+    memory: 256M
+  script:
+    - cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max
+    - cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us 2>/dev/null || cut -d' ' -f1 /sys/fs/cgroup/cpu.max
+YML
+crun
+expect_rc 0 "limits"; expect_out "268435456"; expect_out "50000"
+
+# --- --affected-files-git: files changed since a revision feed changesInclude()
+newproj <<'YML'
+src_task:
+  only_if: changesInclude('src/**')
+  script: echo src-changed
+docs_task:
+  only_if: changesInclude('docs/**')
+  script: echo docs-changed
+YML
+mkdir -p src docs && echo a >src/a.c && echo d >docs/d.md
+git init -q . && git add -A && git -c user.name=t -c user.email=t@t commit -qm base
+echo b >>src/a.c
+crun --affected-files-git HEAD
+expect_rc 0 "affected-files-git"; expect_out "src-changed"
+[[ $out != *docs-changed* ]] || fail "docs task ran without docs changes"
+
 # --- a missing image is a clear task failure
 newproj <<'YML'
 task:
