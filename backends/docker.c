@@ -581,13 +581,19 @@ struct exec_op {
 };
 
 static void
+on_retry_closed(uv_handle_t *h)
+{
+  free(container_of(h, struct exec_op, retry));
+}
+
+static void
 exec_finish(struct exec_op *op, const struct backend_exit *ex, const struct ci_error *err)
 {
   struct docker *d = op->d;
   op->on_exit(op->data, ex, err);
   free(op->exec_id);
   if (op->retry_open)
-    uv_close((uv_handle_t *)&op->retry, (uv_close_cb)free);
+    uv_close((uv_handle_t *)&op->retry, on_retry_closed); /* op goes with its timer */
   else
     free(op);
   op_end(d);
@@ -611,13 +617,25 @@ on_exec_inspected(struct engine_req *req, long status, json_t *json, const struc
     exec_finish(op, NULL, err);
     return;
   }
-  if (json_is_true(json_object_get(json, "Running")) && op->inspect_tries++ < 200) {
-    /* The stream can end a moment before the engine records the exit. */
-    if (!op->retry_open) {
-      uv_timer_init(op->d->base.loop, &op->retry);
-      op->retry_open = true;
+  if (json_is_true(json_object_get(json, "Running"))) {
+    if (op->inspect_tries++ < 200) {
+      /* The stream can end a moment before the engine records the exit. */
+      if (!op->retry_open) {
+        uv_timer_init(op->d->base.loop, &op->retry);
+        op->retry_open = true;
+      }
+      uv_timer_start(&op->retry, on_retry, 10, 0);
+      return;
     }
-    uv_timer_start(&op->retry, on_retry, 10, 0);
+    /* The body ends when the connection closes (no length, no chunks): a connection the
+     * engine dropped looks like the end of the output.  Podman keeps exec sessions across a
+     * restart of its service, so the process can still be running. */
+    struct ci_error e = {.code = CI_EPROTO, .msg = NULL};
+    e.msg = xasprintf("the output of exec %.12s ended 2 s ago but the process still runs "
+                      "(did the %s service restart?)",
+                      op->exec_id, op->d->ep.name);
+    exec_finish(op, NULL, &e);
+    free(e.msg);
     return;
   }
   json_t *code = json_object_get(json, "ExitCode");

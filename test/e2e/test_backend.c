@@ -69,6 +69,7 @@ struct rec {
   struct ci_strv events;
   /* the daemon-dies case: kill this proxy once the step has printed "started" */
   struct proxy *kill_on_start;
+  bool restart; /* and listen again at once */
   double killed_at;
 };
 
@@ -81,6 +82,7 @@ now(void)
 }
 
 static void proxy_kill(struct proxy *p);
+static void proxy_listen(struct proxy *p);
 
 static void
 on_event(const struct sched_event *ev, void *data)
@@ -97,6 +99,8 @@ on_event(const struct sched_event *ev, void *data)
     ci_strv_push_take(&r->events, xasprintf("end %s %s", ev->task->name, st[ev->status]));
   if (r->kill_on_start && ev->kind == SCHED_OUTPUT && strstr(ci_buf_str(&r->out), "started")) {
     proxy_kill(r->kill_on_start);
+    if (r->restart)
+      proxy_listen(r->kill_on_start);
     r->kill_on_start = NULL;
     r->killed_at = now();
   }
@@ -970,6 +974,43 @@ test_daemon_dies(void)
   free(url);
 }
 
+/* The connections drop but the engine answers again at once (a service restarted): the step's
+ * output ends while its process still runs; the task fails with a message that says so. */
+static void
+test_daemon_restarts(void)
+{
+  struct proxy p;
+  if (!proxy_start(&p)) {
+    CHECK(0, "cannot put a proxy in front of %s", engine_url());
+    return;
+  }
+  char *url = xasprintf("unix://%s", p.path);
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  struct backend *b = NULL;
+  struct ci_error *err = NULL;
+  if (docker_backend_open_at(&loop, engine, url, NULL, &b, &err) < 0) {
+    fprintf(stderr, "FAIL: cannot open %s through the proxy: %s\n", engine, err->msg);
+    exit(1);
+  }
+  struct rec r = {.kill_on_start = &p, .restart = true};
+  int s = run_on(&loop, b, "task:\n  main_script: echo started; sleep 60\n", 1, &r);
+  double took = now() - r.killed_at;
+  CHECK(s == 1, "status %d after the engine's connections dropped", s);
+  CHECK(has(&r, "end main failed"), "the task did not fail");
+  CHECK(took < 15, "the task took %.1f s to fail", took);
+  CHECK(strstr(ci_buf_str(&r.out), "ended 2 s ago but the process still runs"),
+        "the failure does not say the output ended early:\n%s", ci_buf_str(&r.out));
+  fprintf(stderr, "%s: the task failed %.3f s after the connections dropped\n", engine, took);
+  release(&r);
+  b->ops->close(b, NULL, NULL);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  CHECK(uv_loop_close(&loop) == 0, "handles left open on the loop");
+  CHECK(count_labelled("containers", run_id) == 0, "the task's container was not removed");
+  proxy_stop(&p);
+  free(url);
+}
+
 /* Whatever a failed check left behind. */
 static void
 clean_up(void)
@@ -1057,6 +1098,7 @@ main(int argc, char **argv)
   test_clean();
   test_missing_image();
   test_daemon_dies();
+  test_daemon_restarts();
   clean_up();
 
   fprintf(stderr, "%s: %d failures\n", be, failures);
