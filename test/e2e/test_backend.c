@@ -563,6 +563,19 @@ count_from_image(const char *image_id)
   return n;
 }
 
+/* Remove an image and its untagged parents (the build's intermediate images). */
+static void
+delete_image(const char *ref)
+{
+  struct ci_buf p = CI_BUF_INIT;
+  ci_buf_adds(&p, "/v1.41/images/");
+  engine_buf_add_query(&p, ref);
+  ci_buf_adds(&p, "?force=1");
+  long st = raw("DELETE", ci_buf_str(&p), NULL);
+  CHECK(st == 200, "removing image %s: HTTP %ld", ref, st);
+  ci_buf_release(&p);
+}
+
 static void
 test_build(void)
 {
@@ -630,6 +643,26 @@ test_build(void)
     free(bad_tag);
   }
 
+  /* pull: the base image is fetched from the test registry first */
+  const char *registry = getenv("CIRRUS_TEST_REGISTRY");
+  if (registry && *registry) {
+    char *df = xasprintf("FROM %s/cirrus-test/busybox:latest\nRUN echo pulled > /p\n", registry);
+    const char *pull_files[] = {"Dockerfile", df, NULL};
+    write_tar(ctx, pull_files);
+    char *pull_tag = xasprintf("localhost/cirrus-e2e-pull-%s:%d", engine, (int)getpid());
+    struct backend_build_spec ps = {.context_tar = ctx, .tag = pull_tag, .pull = true};
+    call_wait(&e.loop, &c, e.b->ops->image_build(e.b, &ps, on_call_line, on_call_done, &c));
+    CHECK(c.code == 0, "build with pull: %s", c.msg);
+    CHECK(lines_have(&c.lines, "pull"), "the build with pull did not pull");
+    if (c.code == 0)
+      delete_image(pull_tag);
+    call_release(&c);
+    free(pull_tag);
+    free(df);
+  } else {
+    fprintf(stderr, "note: CIRRUS_TEST_REGISTRY is not set: no build with pull\n");
+  }
+
   /* a missing Dockerfile and a missing context: errors, not crashes */
   struct backend_build_spec ms = {.context_tar = ctx, .dockerfile = "nope/Dockerfile", .tag = tag};
   call_wait(&e.loop, &c, e.b->ops->image_build(e.b, &ms, NULL, on_call_done, &c));
@@ -639,15 +672,8 @@ test_build(void)
   CHECK(e.b->ops->image_build(e.b, &nc, NULL, on_call_done, &c) == -ENOENT,
         "a missing context was not refused");
 
-  char *path = NULL;
-  struct ci_buf p = CI_BUF_INIT;
-  ci_buf_adds(&p, "/v1.41/images/");
-  engine_buf_add_query(&p, tag);
-  ci_buf_adds(&p, "?force=1");
-  path = ci_buf_take(&p);
-  long st = raw("DELETE", path, NULL);
-  CHECK(st == 200, "removing the built image: HTTP %ld", st);
-  free(path);
+  if (image_id)
+    delete_image(tag);
   free(image_id);
   cfg_env_release(&args);
   unlink(ctx);
