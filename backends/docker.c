@@ -6,7 +6,10 @@
  * "Connection: Upgrade" the engine answers 200 and streams the raw frames until the process
  * ends), and whose exit code is read with GET /exec/{id}/json.  The project enters with
  * PUT /containers/{id}/archive (a tar, streamed from a file); small files come back with
- * GET /containers/{id}/archive.  Containers carry the label dev.cirrus.run-id.
+ * GET /containers/{id}/archive, and whole trees (copy_out) are streamed from it to a file.
+ * Images are built with POST /build (the context tar streamed from a file, JSON-lines
+ * progress); named volumes are bound by name.  Containers and volumes carry the label
+ * dev.cirrus.run-id, which is all `clean` looks for.  README.md lists the engine facts.
  */
 #include "docker.h"
 #include "engine_http.h"
@@ -403,7 +406,7 @@ d_container_create(struct backend *b, const struct backend_container_spec *s, ba
     return -EINVAL;
   for (size_t i = 0; i < s->nvolumes; i++)
     if (!valid_volume_name(s->volumes[i].name) || !s->volumes[i].container_path ||
-        s->volumes[i].container_path[0] != '/')
+        s->volumes[i].container_path[0] != '/' || strchr(s->volumes[i].container_path, ':'))
       return -EINVAL;
   json_t *body = json_object();
   json_object_set_new(body, "Image", json_string(s->image));
@@ -1116,11 +1119,12 @@ d_image_build(struct backend *b, const struct backend_build_spec *s,
   }
   if (s->args && s->args->n) {
     json_t *args = json_object();
-    for (size_t i = 0; i < s->args->n; i++)
-      json_object_set_new(args, s->args->v[i].key, json_string(s->args->v[i].value));
-    char *text = json_dumps(args, JSON_COMPACT | JSON_SORT_KEYS);
+    bool ok = true;
+    for (size_t i = 0; i < s->args->n && ok; i++) /* jansson refuses what is not UTF-8 */
+      ok = json_object_set_new(args, s->args->v[i].key, json_string(s->args->v[i].value)) == 0;
+    char *text = ok ? json_dumps(args, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     json_decref(args);
-    if (!text) { /* not UTF-8 */
+    if (!text) {
       close(fd);
       ci_buf_release(&path);
       return -EINVAL;

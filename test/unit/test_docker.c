@@ -506,6 +506,9 @@ test_build_output(void **state)
   spec.context_tar = ctx;
   spec.tag = "";
   assert_int_equal(e.b->ops->image_build(e.b, &spec, NULL, on_done, &c), -EINVAL);
+  spec.tag = "img:1";
+  cfg_env_set(&args, "LATIN1", "caf\xe9"); /* not UTF-8: refused, not dropped */
+  assert_int_equal(e.b->ops->image_build(e.b, &spec, NULL, on_done, &c), -EINVAL);
   assert_int_equal(c.done, 0);
 
   cfg_env_release(&args);
@@ -795,6 +798,9 @@ test_create_and_volumes(void **state)
   }
   struct backend_volume_mount rel = {"v1", "work"};
   spec.volumes = &rel;
+  assert_int_equal(e.b->ops->container_create(e.b, &spec, on_id, &c), -EINVAL);
+  struct backend_volume_mount colon = {"v1", "/work:ro"};
+  spec.volumes = &colon;
   assert_int_equal(e.b->ops->container_create(e.b, &spec, on_id, &c), -EINVAL);
   assert_int_equal(c.done, 0);
 
