@@ -6,18 +6,23 @@
  * "Connection: Upgrade" the engine answers 200 and streams the raw frames until the process
  * ends), and whose exit code is read with GET /exec/{id}/json.  The project enters with
  * PUT /containers/{id}/archive (a tar, streamed from a file); small files come back with
- * GET /containers/{id}/archive.  Containers carry the label dev.cirrus.run-id.
+ * GET /containers/{id}/archive, and whole trees (copy_out) are streamed from it to a file.
+ * Images are built with POST /build (the context tar streamed from a file, JSON-lines
+ * progress); named volumes are bound by name.  Containers and volumes carry the label
+ * dev.cirrus.run-id, which is all `clean` looks for.  README.md lists the engine facts.
  */
 #include "docker.h"
 #include "engine_http.h"
 
 #include <archive.h>
 #include <archive_entry.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define container_of(p, T, m) ((T *)((char *)(p) - offsetof(T, m)))
@@ -98,6 +103,19 @@ split_ref(const char *ref, char **repo, char **tag)
     *repo = xstrdup(ref);
     *tag = xstrdup("latest");
   }
+}
+
+/* Volume names as both engines accept them ([a-zA-Z0-9][a-zA-Z0-9_.-]+); anything else
+ * would be read as a host path in a bind. */
+static bool
+valid_volume_name(const char *name)
+{
+  if (!name || !isalnum((unsigned char)name[0]) || !name[1] || strlen(name) > 255)
+    return false;
+  for (const char *p = name + 1; *p; p++)
+    if (!isalnum((unsigned char)*p) && !strchr("_.-", *p))
+      return false;
+  return true;
 }
 
 static void
@@ -286,6 +304,7 @@ struct create_op {
   struct docker *d;
   backend_id_cb cb;
   void *data;
+  char *image; /* for messages */
   char *id;
   struct ci_error *start_err;
 };
@@ -295,6 +314,7 @@ create_finish(struct create_op *op, const struct ci_error *err)
 {
   struct docker *d = op->d;
   op->cb(op->data, err ? NULL : op->id, err);
+  free(op->image);
   free(op->id);
   free(op);
   op_end(d);
@@ -346,6 +366,16 @@ on_created(struct engine_req *req, long status, json_t *json, const struct ci_er
   struct create_op *op = data;
   struct docker *d = op->d;
   if (err) {
+    /* A missing image: Docker answers 404 "No such image: x", podman 500 "x: image not
+     * known".  Say it the same way for both (the engine's words follow). */
+    if (err->code == -ENOENT || (status == 500 && strstr(err->msg, "image not known"))) {
+      struct ci_error e = {.code = -ENOENT, .msg = NULL};
+      e.msg =
+          xasprintf("image '%s' is not present in %s (%s)", op->image, d->base.ops->name, err->msg);
+      create_finish(op, &e);
+      free(e.msg);
+      return;
+    }
     create_finish(op, err);
     return;
   }
@@ -372,6 +402,12 @@ d_container_create(struct backend *b, const struct backend_container_spec *s, ba
                    void *data)
 {
   struct docker *d = D(b);
+  if (!s->image || !*s->image)
+    return -EINVAL;
+  for (size_t i = 0; i < s->nvolumes; i++)
+    if (!valid_volume_name(s->volumes[i].name) || !s->volumes[i].container_path ||
+        s->volumes[i].container_path[0] != '/' || strchr(s->volumes[i].container_path, ':'))
+      return -EINVAL;
   json_t *body = json_object();
   json_object_set_new(body, "Image", json_string(s->image));
   if (s->argv) {
@@ -389,14 +425,28 @@ d_container_create(struct backend *b, const struct backend_container_spec *s, ba
     json_object_set_new(labels, "dev.cirrus.task", json_string(s->task_name));
   json_object_set_new(body, "Labels", labels);
   json_t *hc = json_object();
-  if (s->cpu > 0)
-    json_object_set_new(hc, "NanoCpus", json_integer((json_int_t)(s->cpu * 1e9)));
-  if (s->memory_mb)
-    json_object_set_new(hc, "Memory", json_integer((json_int_t)s->memory_mb << 20));
+  /* The engines refuse limits above what the host has (Docker: "Range of CPUs is from 0.01 to
+   * N"); the scheduler clamps too, this keeps any caller safe. */
+  double cpu = s->cpu;
+  if (d->base.host_cpus && cpu > d->base.host_cpus)
+    cpu = d->base.host_cpus;
+  unsigned long mem_mb = s->memory_mb;
+  if (d->base.host_mem_mb && mem_mb > d->base.host_mem_mb)
+    mem_mb = d->base.host_mem_mb;
+  if (cpu > 0)
+    json_object_set_new(hc, "NanoCpus", json_integer((json_int_t)(cpu * 1e9)));
+  if (mem_mb)
+    json_object_set_new(hc, "Memory", json_integer((json_int_t)mem_mb << 20));
   json_t *binds = json_array();
   for (size_t i = 0; i < s->nmounts; i++) {
     char *bind = xasprintf("%s:%s:%s", s->mounts[i].host_path, s->mounts[i].container_path,
                            s->mounts[i].read_only ? "ro" : "rw");
+    json_array_append_new(binds, json_string(bind));
+    free(bind);
+  }
+  /* A named volume is a bind whose source is a name (both engines). */
+  for (size_t i = 0; i < s->nvolumes; i++) {
+    char *bind = xasprintf("%s:%s:rw", s->volumes[i].name, s->volumes[i].container_path);
     json_array_append_new(binds, json_string(bind));
     free(bind);
   }
@@ -422,6 +472,7 @@ d_container_create(struct backend *b, const struct backend_container_spec *s, ba
   op->d = d;
   op->cb = cb;
   op->data = data;
+  op->image = xstrdup(s->image);
   struct ci_error *err = NULL;
   int r = engine_json_start(d->http, &d->ep, "POST", ci_buf_str(&path), body, 60000, on_created,
                             op, NULL, &err);
@@ -429,6 +480,7 @@ d_container_create(struct backend *b, const struct backend_container_spec *s, ba
   ci_buf_release(&path);
   if (r < 0) {
     ci_error_free(&err);
+    free(op->image);
     free(op);
     return r;
   }
@@ -445,19 +497,26 @@ struct copy_op {
   void *data;
 };
 
+/* Upload source: the next piece of a local file (a regular file: reads do not block). */
+static int
+read_some(int fd, char *buf, size_t cap, size_t *len, const char *what, struct ci_error **err)
+{
+  ssize_t n;
+  do
+    n = read(fd, buf, cap);
+  while (n < 0 && errno == EINTR);
+  if (n < 0)
+    return ci_error_make(err, -errno, "cannot read %s: %s", what, strerror(errno));
+  *len = (size_t)n;
+  return 0;
+}
+
 static int
 copy_send(struct engine_req *req, char *buf, size_t cap, size_t *len, void *data,
           struct ci_error **err)
 {
   struct copy_op *op = data;
-  ssize_t n;
-  do
-    n = read(op->fd, buf, cap);
-  while (n < 0 && errno == EINTR);
-  if (n < 0)
-    return ci_error_make(err, -errno, "cannot read the project archive: %s", strerror(errno));
-  *len = (size_t)n;
-  return 0;
+  return read_some(op->fd, buf, cap, len, "the project archive", err);
 }
 
 static void
@@ -525,13 +584,19 @@ struct exec_op {
 };
 
 static void
+on_retry_closed(uv_handle_t *h)
+{
+  free(container_of(h, struct exec_op, retry));
+}
+
+static void
 exec_finish(struct exec_op *op, const struct backend_exit *ex, const struct ci_error *err)
 {
   struct docker *d = op->d;
   op->on_exit(op->data, ex, err);
   free(op->exec_id);
   if (op->retry_open)
-    uv_close((uv_handle_t *)&op->retry, (uv_close_cb)free);
+    uv_close((uv_handle_t *)&op->retry, on_retry_closed); /* op goes with its timer */
   else
     free(op);
   op_end(d);
@@ -555,13 +620,25 @@ on_exec_inspected(struct engine_req *req, long status, json_t *json, const struc
     exec_finish(op, NULL, err);
     return;
   }
-  if (json_is_true(json_object_get(json, "Running")) && op->inspect_tries++ < 200) {
-    /* The stream can end a moment before the engine records the exit. */
-    if (!op->retry_open) {
-      uv_timer_init(op->d->base.loop, &op->retry);
-      op->retry_open = true;
+  if (json_is_true(json_object_get(json, "Running"))) {
+    if (op->inspect_tries++ < 200) {
+      /* The stream can end a moment before the engine records the exit. */
+      if (!op->retry_open) {
+        uv_timer_init(op->d->base.loop, &op->retry);
+        op->retry_open = true;
+      }
+      uv_timer_start(&op->retry, on_retry, 10, 0);
+      return;
     }
-    uv_timer_start(&op->retry, on_retry, 10, 0);
+    /* The body ends when the connection closes (no length, no chunks): a connection the
+     * engine dropped looks like the end of the output.  Podman keeps exec sessions across a
+     * restart of its service, so the process can still be running. */
+    struct ci_error e = {.code = CI_EPROTO, .msg = NULL};
+    e.msg = xasprintf("the output of exec %.12s ended 2 s ago but the process still runs "
+                      "(did the %s service restart?)",
+                      op->exec_id, op->d->ep.name);
+    exec_finish(op, NULL, &e);
+    free(e.msg);
     return;
   }
   json_t *code = json_object_get(json, "ExitCode");
@@ -816,6 +893,583 @@ d_container_remove(struct backend *b, const char *id, backend_done_cb cb, void *
   return 0;
 }
 
+/* ---- copy_out ---- */
+
+struct copy_out_op {
+  struct docker *d;
+  int fd;
+  char *tar_path;
+  char *path; /* in the container, for messages */
+  backend_done_cb cb;
+  void *data;
+};
+
+static int
+copy_out_body(struct engine_req *req, const char *buf, size_t len, void *data,
+              struct ci_error **err)
+{
+  struct copy_out_op *op = data;
+  while (len) {
+    ssize_t n = write(op->fd, buf, len);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0)
+      return ci_error_make(err, -errno, "cannot write '%s': %s", op->tar_path, strerror(errno));
+    buf += n;
+    len -= (size_t)n;
+  }
+  return 0;
+}
+
+static void
+on_copied_out(struct engine_req *req, const struct engine_resp *resp, const struct ci_error *err,
+              void *data)
+{
+  struct copy_out_op *op = data;
+  struct docker *d = op->d;
+  struct ci_error *e = NULL;
+  if (close(op->fd) < 0 && !err)
+    ci_error_make(&e, -errno, "cannot write '%s': %s", op->tar_path, strerror(errno));
+  if (err)
+    ci_error_make(&e, err->code, "cannot copy '%s' out of the container: %s", op->path, err->msg);
+  if (e)
+    unlink(op->tar_path); /* no half-written archive */
+  op->cb(op->data, e);
+  ci_error_free(&e);
+  free(op->tar_path);
+  free(op->path);
+  free(op);
+  op_end(d);
+}
+
+static int
+d_copy_out(struct backend *b, const char *id, const char *path, const char *tar_path,
+           backend_done_cb cb, void *data)
+{
+  struct docker *d = D(b);
+  if (!id || !path || path[0] != '/' || !tar_path)
+    return -EINVAL;
+  int fd = open(tar_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0)
+    return -errno;
+  struct copy_out_op *op = xcalloc(1, sizeof(*op));
+  op->d = d;
+  op->fd = fd;
+  op->tar_path = xstrdup(tar_path);
+  op->path = xstrdup(path);
+  op->cb = cb;
+  op->data = data;
+  struct ci_buf url = CI_BUF_INIT;
+  char *p = path_fmt(API "/containers/%s/archive?path=", id);
+  ci_buf_adds(&url, p);
+  free(p);
+  engine_buf_add_query(&url, path);
+  struct engine_req_opts o = {
+      .method = "GET",
+      .path = ci_buf_str(&url),
+      .on_body = copy_out_body, /* straight to the file: no size cap in memory */
+      .timeout_ms = 0,
+      .on_done = on_copied_out,
+      .data = op,
+  };
+  struct ci_error *err = NULL;
+  int r = engine_req_start(d->http, &d->ep, &o, NULL, &err);
+  ci_buf_release(&url);
+  if (r < 0) {
+    ci_error_free(&err);
+    close(fd);
+    unlink(tar_path);
+    free(op->tar_path);
+    free(op->path);
+    free(op);
+    return r;
+  }
+  op_begin(d);
+  return 0;
+}
+
+/* ---- image_build ---- */
+
+/* Longest build output line handed on whole; longer ones are cut into pieces of this size. */
+#define BUILD_MAX_LINE (64u << 10)
+
+struct build_op {
+  struct docker *d;
+  int fd;
+  char *tag;
+  backend_progress_cb on_progress;
+  backend_done_cb cb;
+  void *data;
+  struct ci_buf line; /* build output not yet ended by a newline */
+};
+
+static void
+build_emit(struct build_op *op, const char *s, size_t len)
+{
+  if (len && s[len - 1] == '\r')
+    len--;
+  if (!op->on_progress)
+    return;
+  char *line = xstrndup(s, len);
+  op->on_progress(op->data, line);
+  free(line);
+}
+
+/* Docker sends "Step 1/4 : FROM x" and its "\n" as two messages: join the "stream" pieces
+ * and hand on whole lines. */
+static void
+build_add_output(struct build_op *op, const char *text)
+{
+  ci_buf_adds(&op->line, text);
+  size_t start = 0;
+  for (size_t i = 0; i < op->line.len; i++) {
+    if (op->line.s[i] == '\n') {
+      build_emit(op, op->line.s + start, i - start);
+      start = i + 1;
+    } else if (i + 1 - start >= BUILD_MAX_LINE) {
+      build_emit(op, op->line.s + start, i + 1 - start);
+      start = i + 1;
+    }
+  }
+  char *rest = xstrndup(op->line.s + start, op->line.len - start);
+  ci_buf_reset(&op->line);
+  ci_buf_adds(&op->line, rest);
+  free(rest);
+}
+
+static int
+on_build_msg(json_t *msg, void *data, struct ci_error **err)
+{
+  struct build_op *op = data;
+  const char *stream = json_string_value(json_object_get(msg, "stream"));
+  if (stream) {
+    build_add_output(op, stream);
+    return 0;
+  }
+  /* Pulling a base image: the same messages as a pull; pass on state changes only. */
+  const char *status = json_string_value(json_object_get(msg, "status"));
+  json_t *detail = json_object_get(msg, "progressDetail");
+  if (status && !(detail && json_object_size(detail))) {
+    const char *id = json_string_value(json_object_get(msg, "id"));
+    char *line = id ? xasprintf("%s: %s", id, status) : xstrdup(status);
+    build_emit(op, line, strlen(line));
+    free(line);
+  }
+  return 0;
+}
+
+static int
+build_send(struct engine_req *req, char *buf, size_t cap, size_t *len, void *data,
+           struct ci_error **err)
+{
+  struct build_op *op = data;
+  return read_some(op->fd, buf, cap, len, "the build context", err);
+}
+
+static void
+on_built(struct engine_req *req, const struct ci_error *err, void *data)
+{
+  struct build_op *op = data;
+  struct docker *d = op->d;
+  close(op->fd);
+  if (op->line.len)
+    build_emit(op, op->line.s, op->line.len);
+  struct ci_error *e = NULL;
+  if (err) {
+    /* The request's query holds the build arguments: name only the endpoint. */
+    const char *desc = engine_req_describe(req);
+    const char *what = err->msg;
+    if (ci_str_has_prefix(what, desc) && what[strlen(desc)] == ':')
+      what += strlen(desc) + 1;
+    while (*what == ' ')
+      what++;
+    ci_error_make(&e, err->code, "building image '%s' failed: %s POST " API "/build: %s", op->tag,
+                  d->ep.name, what);
+  }
+  op->cb(op->data, e);
+  ci_error_free(&e);
+  ci_buf_release(&op->line);
+  free(op->tag);
+  free(op);
+  op_end(d);
+}
+
+static int
+d_image_build(struct backend *b, const struct backend_build_spec *s,
+              backend_progress_cb on_progress, backend_done_cb cb, void *data)
+{
+  struct docker *d = D(b);
+  if (!s->context_tar || !s->tag || !*s->tag)
+    return -EINVAL;
+  int fd = open(s->context_tar, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return -errno;
+  struct stat st;
+  int r = fstat(fd, &st) < 0 ? -errno : S_ISREG(st.st_mode) ? 0 : -EINVAL;
+  if (r < 0) {
+    close(fd);
+    return r;
+  }
+  struct ci_buf path = CI_BUF_INIT;
+  ci_buf_adds(&path, API "/build?t=");
+  engine_buf_add_query(&path, s->tag);
+  if (s->dockerfile && *s->dockerfile) {
+    ci_buf_adds(&path, "&dockerfile=");
+    engine_buf_add_query(&path, s->dockerfile);
+  }
+  if (s->args && s->args->n) {
+    json_t *args = json_object();
+    bool ok = true;
+    for (size_t i = 0; i < s->args->n && ok; i++) /* jansson refuses what is not UTF-8 */
+      ok = json_object_set_new(args, s->args->v[i].key, json_string(s->args->v[i].value)) == 0;
+    char *text = ok ? json_dumps(args, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    json_decref(args);
+    if (!text) {
+      close(fd);
+      ci_buf_release(&path);
+      return -EINVAL;
+    }
+    ci_buf_adds(&path, "&buildargs=");
+    engine_buf_add_query(&path, text);
+    free(text);
+  }
+  /* rm: remove the intermediate containers; forcerm: also when a step fails (both engines
+   * leave the failed step's container behind without it). */
+  ci_buf_adds(&path, "&rm=1&forcerm=1");
+  if (s->pull)
+    ci_buf_adds(&path, "&pull=1");
+  struct build_op *op = xcalloc(1, sizeof(*op));
+  op->d = d;
+  op->fd = fd;
+  op->tag = xstrdup(s->tag);
+  op->on_progress = on_progress;
+  op->cb = cb;
+  op->data = data;
+  struct engine_req_opts o = {
+      .method = "POST",
+      .path = ci_buf_str(&path),
+      .content_type = "application/x-tar",
+      .on_send = build_send,
+      .send_len = st.st_size,
+      .timeout_ms = 0, /* builds take what they take; the task's timeout bounds them */
+  };
+  struct ci_error *err = NULL;
+  r = engine_progress_start(d->http, &d->ep, &o, on_build_msg, on_built, op, NULL, &err);
+  ci_buf_release(&path);
+  if (r < 0) {
+    ci_error_free(&err);
+    close(fd);
+    free(op->tag);
+    free(op);
+    return r;
+  }
+  op_begin(d);
+  return 0;
+}
+
+/* ---- volumes ---- */
+
+struct vol_op {
+  struct docker *d;
+  char *name;
+  backend_done_cb cb;
+  void *data;
+};
+
+static void
+vol_finish(struct vol_op *op, const struct ci_error *err)
+{
+  struct docker *d = op->d;
+  op->cb(op->data, err);
+  free(op->name);
+  free(op);
+  op_end(d);
+}
+
+static void
+on_volume_created(struct engine_req *req, long status, json_t *json, const struct ci_error *err,
+                  void *data)
+{
+  vol_finish(data, err);
+}
+
+static int
+d_volume_create(struct backend *b, const char *name, const char *run_id, backend_done_cb cb,
+                void *data)
+{
+  struct docker *d = D(b);
+  if (!valid_volume_name(name))
+    return -EINVAL;
+  json_t *body = json_object();
+  json_object_set_new(body, "Name", json_string(name));
+  json_t *labels = json_object();
+  json_object_set_new(labels, "dev.cirrus.run-id", json_string(run_id ? run_id : ""));
+  json_object_set_new(body, "Labels", labels);
+  struct vol_op *op = xcalloc(1, sizeof(*op));
+  op->d = d;
+  op->name = xstrdup(name);
+  op->cb = cb;
+  op->data = data;
+  struct ci_error *err = NULL;
+  int r = engine_json_start(d->http, &d->ep, "POST", API "/volumes/create", body, 60000,
+                            on_volume_created, op, NULL, &err);
+  json_decref(body);
+  if (r < 0) {
+    ci_error_free(&err);
+    free(op->name);
+    free(op);
+    return r;
+  }
+  op_begin(d);
+  return 0;
+}
+
+static void
+on_volume_removed(struct engine_req *req, const struct engine_resp *resp,
+                  const struct ci_error *err, void *data)
+{
+  vol_finish(data, err && err->code != -ENOENT ? err : NULL); /* already gone is fine */
+}
+
+static int
+d_volume_remove(struct backend *b, const char *name, backend_done_cb cb, void *data)
+{
+  struct docker *d = D(b);
+  if (!valid_volume_name(name))
+    return -EINVAL;
+  char *path = path_fmt(API "/volumes/%s?force=1", name);
+  struct vol_op *op = xcalloc(1, sizeof(*op));
+  op->d = d;
+  op->name = xstrdup(name);
+  op->cb = cb;
+  op->data = data;
+  struct engine_req_opts o = {.method = "DELETE",
+                              .path = path,
+                              .timeout_ms = 120000,
+                              .on_done = on_volume_removed,
+                              .data = op};
+  struct ci_error *err = NULL;
+  int r = engine_req_start(d->http, &d->ep, &o, NULL, &err);
+  free(path);
+  if (r < 0) {
+    ci_error_free(&err);
+    free(op->name);
+    free(op);
+    return r;
+  }
+  op_begin(d);
+  return 0;
+}
+
+/* ---- clean ---- */
+
+/* Removals in flight at once: enough to overlap the engine's work, few enough not to flood it. */
+#define CLEAN_PARALLEL 4
+
+struct clean_item {
+  char *path; /* the DELETE to send */
+  char *what; /* what on_removed says: "container 1f2e3d4c5b6a (task 'lint')" */
+};
+
+struct clean_op {
+  struct docker *d;
+  char *filters; /* the label filter, URL-encoded */
+  backend_progress_cb on_removed;
+  backend_done_cb cb;
+  void *data;
+  bool volumes; /* second phase */
+  struct clean_item *items;
+  size_t nitems, nalloc, next, inflight;
+  unsigned failed, total;
+  struct ci_error *first_err;
+};
+
+static int clean_list(struct clean_op *op, struct ci_error **err);
+static void clean_pump(struct clean_op *op);
+
+static void
+clean_items_release(struct clean_op *op)
+{
+  for (size_t i = 0; i < op->nitems; i++) {
+    free(op->items[i].path);
+    free(op->items[i].what);
+  }
+  free(op->items);
+  op->items = NULL;
+  op->nitems = op->nalloc = op->next = 0;
+}
+
+static void
+clean_finish(struct clean_op *op, const struct ci_error *err)
+{
+  struct docker *d = op->d;
+  struct ci_error *e = NULL;
+  if (!err && op->failed)
+    ci_error_make(&e, op->first_err->code, "%u of %u could not be removed: %s", op->failed,
+                  op->total, op->first_err->msg);
+  op->cb(op->data, err ? err : e);
+  ci_error_free(&e);
+  ci_error_free(&op->first_err);
+  clean_items_release(op);
+  free(op->filters);
+  free(op);
+  op_end(d);
+}
+
+struct clean_req {
+  struct clean_op *op;
+  char *what;
+};
+
+static void
+on_clean_removed(struct engine_req *req, const struct engine_resp *resp, const struct ci_error *err,
+                 void *data)
+{
+  struct clean_req *cr = data;
+  struct clean_op *op = cr->op;
+  op->inflight--;
+  if (err && err->code != -ENOENT) { /* gone meanwhile: not ours to report */
+    op->failed++;
+    if (!op->first_err)
+      ci_error_make(&op->first_err, err->code, "%s", err->msg);
+  } else if (!err && op->on_removed) {
+    op->on_removed(op->data, cr->what);
+  }
+  free(cr->what);
+  free(cr);
+  clean_pump(op);
+}
+
+/* Keep up to CLEAN_PARALLEL removals in flight; after the last, the next phase or the end. */
+static void
+clean_pump(struct clean_op *op)
+{
+  struct docker *d = op->d;
+  while (op->next < op->nitems && op->inflight < CLEAN_PARALLEL) {
+    struct clean_item *it = &op->items[op->next++];
+    struct clean_req *cr = xcalloc(1, sizeof(*cr));
+    cr->op = op;
+    cr->what = steal_pointer(&it->what);
+    struct engine_req_opts o = {.method = "DELETE",
+                                .path = it->path,
+                                .timeout_ms = 120000,
+                                .on_done = on_clean_removed,
+                                .data = cr};
+    struct ci_error *err = NULL;
+    op->total++;
+    if (engine_req_start(d->http, &d->ep, &o, NULL, &err) < 0) {
+      op->failed++;
+      if (!op->first_err)
+        op->first_err = steal_pointer(&err);
+      ci_error_free(&err);
+      free(cr->what);
+      free(cr);
+      continue;
+    }
+    op->inflight++;
+  }
+  if (op->inflight || op->next < op->nitems)
+    return;
+  clean_items_release(op);
+  if (!op->volumes) {
+    op->volumes = true; /* containers first: a volume in use cannot go */
+    struct ci_error *err = NULL;
+    if (clean_list(op, &err) < 0) {
+      clean_finish(op, err);
+      ci_error_free(&err);
+    }
+  } else {
+    clean_finish(op, NULL);
+  }
+}
+
+static void
+on_clean_listed(struct engine_req *req, long status, json_t *json, const struct ci_error *err,
+                void *data)
+{
+  struct clean_op *op = data;
+  if (err) {
+    struct ci_error *e = NULL;
+    ci_error_make(&e, err->code, "cannot list the %s to clean: %s",
+                  op->volumes ? "volumes" : "containers", err->msg);
+    clean_finish(op, e);
+    ci_error_free(&e);
+    return;
+  }
+  /* Containers: an array of {Id, Labels}; volumes: {"Volumes": [{Name, Labels}] | null}. */
+  json_t *list = op->volumes ? json_object_get(json, "Volumes") : json;
+  size_t i;
+  json_t *v;
+  json_array_foreach(list, i, v)
+  {
+    const char *id = json_string_value(json_object_get(v, op->volumes ? "Name" : "Id"));
+    if (!id || !*id)
+      continue;
+    json_t *labels = json_object_get(v, "Labels");
+    const char *task = json_string_value(json_object_get(labels, "dev.cirrus.task"));
+    CI_GROW(op->items, op->nalloc, op->nitems + 1);
+    struct clean_item *it = &op->items[op->nitems++];
+    if (op->volumes) {
+      it->path = path_fmt(API "/volumes/%s?force=1", id);
+      it->what = xasprintf("volume %s", id);
+    } else {
+      it->path = path_fmt(API "/containers/%s?force=1&v=1", id);
+      it->what = task && *task ? xasprintf("container %.12s (task '%s')", id, task)
+                               : xasprintf("container %.12s", id);
+    }
+  }
+  clean_pump(op);
+}
+
+static int
+clean_list(struct clean_op *op, struct ci_error **err)
+{
+  struct docker *d = op->d;
+  char *path = op->volumes ? xasprintf(API "/volumes?filters=%s", op->filters)
+                           : xasprintf(API "/containers/json?all=1&filters=%s", op->filters);
+  int r =
+      engine_json_start(d->http, &d->ep, "GET", path, NULL, 60000, on_clean_listed, op, NULL, err);
+  free(path);
+  return r;
+}
+
+static int
+d_clean(struct backend *b, const char *run_id, backend_progress_cb on_removed, backend_done_cb cb,
+        void *data)
+{
+  struct docker *d = D(b);
+  /* {"label":["dev.cirrus.run-id=<id>"]}, or any value of the label without a run id. */
+  json_t *filters = json_object();
+  json_t *labels = json_array();
+  char *label = run_id ? xasprintf("dev.cirrus.run-id=%s", run_id) : xstrdup("dev.cirrus.run-id");
+  json_array_append_new(labels, json_string(label));
+  free(label);
+  json_object_set_new(filters, "label", labels);
+  char *text = json_dumps(filters, JSON_COMPACT);
+  json_decref(filters);
+  if (!text)
+    return -EINVAL; /* run_id is not UTF-8 */
+  struct ci_buf q = CI_BUF_INIT;
+  engine_buf_add_query(&q, text);
+  free(text);
+  struct clean_op *op = xcalloc(1, sizeof(*op));
+  op->d = d;
+  op->filters = ci_buf_take(&q);
+  op->on_removed = on_removed;
+  op->cb = cb;
+  op->data = data;
+  struct ci_error *err = NULL;
+  int r = clean_list(op, &err);
+  if (r < 0) {
+    ci_error_free(&err);
+    free(op->filters);
+    free(op);
+    return r;
+  }
+  op_begin(d);
+  return 0;
+}
+
 /* ---- lifecycle ---- */
 
 static void
@@ -852,6 +1506,11 @@ static const struct backend_ops docker_ops = {
     .exec = d_exec,
     .read_file = d_read_file,
     .container_remove = d_container_remove,
+    .image_build = d_image_build,
+    .volume_create = d_volume_create,
+    .volume_remove = d_volume_remove,
+    .clean = d_clean,
+    .copy_out = d_copy_out,
     .close = d_close,
 };
 
@@ -863,6 +1522,11 @@ static const struct backend_ops podman_ops = {
     .exec = d_exec,
     .read_file = d_read_file,
     .container_remove = d_container_remove,
+    .image_build = d_image_build,
+    .volume_create = d_volume_create,
+    .volume_remove = d_volume_remove,
+    .clean = d_clean,
+    .copy_out = d_copy_out,
     .close = d_close,
 };
 

@@ -277,9 +277,10 @@ typedef int (*engine_msg_cb)(json_t *msg, void *data, struct ci_error **err);
 int engine_progress_parse(const char *line, size_t len, json_t **msg, struct ci_error **err);
 
 /* Send the request of opts (method, path, headers, body or on_send, timeout_ms; its on_body,
- * on_done, data and max_body are ignored) and parse the answer as newline-delimited JSON:
- * on_msg per message, then on_end once.  An {"error": ...} message ends the request with that
- * error.  For pulls (POST /images/create, /libpod/images/pull), builds and events. */
+ * on_done, data and max_body are ignored; on_send gets this function's data) and parse the
+ * answer as newline-delimited JSON: on_msg per message, then on_end once.  An {"error": ...}
+ * message ends the request with that error.  For pulls (POST /images/create, /libpod/images/pull),
+ * builds and events. */
 int engine_progress_start(struct engine_http *http, const struct engine_endpoint *ep,
                           const struct engine_req_opts *opts, engine_msg_cb on_msg,
                           engine_result_cb on_end, void *data, struct engine_req **out,

@@ -445,8 +445,17 @@ struct progress_ctx {
   struct engine_lines lines;
   engine_msg_cb on_msg;
   engine_result_cb on_end;
+  engine_send_cb on_send; /* the caller's upload (a build context), or NULL */
   void *data;
 };
+
+static int
+progress_send(struct engine_req *req, char *buf, size_t cap, size_t *len, void *data,
+              struct ci_error **err)
+{
+  struct progress_ctx *c = data;
+  return c->on_send(req, buf, cap, len, c->data, err);
+}
 
 static int
 progress_line(char *line, size_t len, void *data, struct ci_error **err)
@@ -496,8 +505,11 @@ engine_progress_start(struct engine_http *http, const struct engine_endpoint *ep
   engine_lines_init(&c->lines, 0, progress_line, c);
   c->on_msg = on_msg;
   c->on_end = on_end;
+  c->on_send = opts->on_send;
   c->data = data;
   struct engine_req_opts o = *opts;
+  if (opts->on_send)
+    o.on_send = progress_send;
   o.on_body = progress_body;
   o.on_done = progress_done;
   o.max_body = 0;

@@ -1447,6 +1447,94 @@ test_fake_upload_paused(void **state)
   result_release(&u.r);
 }
 
+/* A progress request with a streamed upload (a build: the context goes up, JSON lines come
+ * back): on_send gets the caller's data, not the helper's. */
+struct build_up {
+  const char *ctx; /* the "context" to send */
+  size_t sent;
+  int sends;
+  struct msgs m;
+  struct ci_strv streams;
+};
+
+static int
+on_send_build(struct engine_req *req, char *buf, size_t cap, size_t *len, void *data,
+              struct ci_error **err)
+{
+  struct build_up *u = data;
+  u->sends++;
+  size_t n = strlen(u->ctx) - u->sent;
+  if (n > cap)
+    n = cap;
+  if (n > 7) /* several pieces */
+    n = 7;
+  memcpy(buf, u->ctx + u->sent, n);
+  u->sent += n;
+  *len = n;
+  return 0;
+}
+
+static int
+on_msg_build(json_t *msg, void *data, struct ci_error **err)
+{
+  struct build_up *u = data;
+  u->m.n++;
+  const char *s = json_string_value(json_object_get(msg, "stream"));
+  if (s)
+    ci_strv_push(&u->streams, s);
+  return 0;
+}
+
+static void
+on_end_build(struct engine_req *req, const struct ci_error *err, void *data)
+{
+  struct build_up *u = data;
+  u->m.done++;
+  u->m.code = err ? err->code : 0;
+}
+
+static void
+test_fake_progress_upload(void **state)
+{
+  struct fake f;
+  fake_start(&f, FAKE_RESPOND,
+             "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 57\r\n\r\n"
+             "{\"stream\":\"Step 1/1 : FROM x\"}\n{\"aux\":{\"ID\":\"sha256:1\"}}\n");
+  uv_loop_t loop;
+  struct engine_http *http = NULL;
+  struct engine_endpoint ep;
+  struct ci_error *err = NULL;
+  struct build_up u = {.ctx = "a tar, pretend it is one: 40 bytes long."};
+  assert_int_equal(uv_loop_init(&loop), 0);
+  assert_int_equal(engine_http_new(&loop, &http, &err), 0);
+  fake_endpoint(&ep, f.path);
+  struct engine_req_opts o = {.method = "POST",
+                              .path = "/v1.41/build?t=x",
+                              .content_type = "application/x-tar",
+                              .on_send = on_send_build,
+                              .send_len = (int64_t)strlen(u.ctx)};
+  assert_int_equal(engine_progress_start(http, &ep, &o, on_msg_build, on_end_build, &u, NULL, &err),
+                   0);
+  assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  assert_int_equal(u.m.done, 1);
+  assert_int_equal(u.m.code, 0);
+  assert_int_equal(u.m.n, 2);
+  assert_int_equal(u.streams.n, 1);
+  assert_string_equal(u.streams.v[0], "Step 1/1 : FROM x");
+  assert_true(u.sends >= 6);
+  assert_int_equal(u.sent, strlen(u.ctx));
+  engine_endpoint_release(&ep);
+  close_and_check(&loop, http);
+  fake_stop(&f);
+  const char *q = f.request.s;
+  assert_true(ci_str_has_prefix(q, "POST /v1.41/build?t=x HTTP/1.1\r\n"));
+  assert_non_null(strcasestr(q, "\r\nContent-Length: 40\r\n"));
+  assert_non_null(strcasestr(q, "\r\nContent-Type: application/x-tar\r\n"));
+  assert_true(ci_str_has_suffix(q, "\r\n\r\na tar, pretend it is one: 40 bytes long."));
+  ci_strv_release(&u.streams);
+  fake_release(&f);
+}
+
 /* ==== end to end against a real engine =========================================================
  */
 
@@ -2311,6 +2399,7 @@ main(int argc, char **argv)
         cmocka_unit_test(test_fake_cancel_in_progress),
         cmocka_unit_test(test_bad_arguments),
         cmocka_unit_test(test_fake_upload_paused),
+        cmocka_unit_test(test_fake_progress_upload),
     };
     return cmocka_run_group_tests_name("engine_http", tests, NULL, NULL);
   }
