@@ -603,7 +603,8 @@ on_step_exit(void *data, const struct backend_exit *ex, const struct ci_error *e
   }
   if (t->finished)
     return;
-  if (t->canceled || s->forced || !t->id) {
+  /* No $CIRRUS_ENV to read when the step could not run (engine gone, container removed). */
+  if (err || t->canceled || s->forced || !t->id) {
     step_end(t, t->step_status);
     return;
   }
