@@ -167,9 +167,10 @@ bind_at(struct child *c, int rootfd, const char *host, int srcfd, int tree, cons
 {
   struct stat st;
   if (tree < 0) {
-    tree = open_tree(srcfd >= 0 ? srcfd : AT_FDCWD, srcfd >= 0 ? "" : host,
-                     OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE |
-                         (srcfd >= 0 ? AT_EMPTY_PATH : 0));
+    /* By path: the monitor's fd belongs to the host's mount namespace, which open_tree
+     * refuses to clone from here; the path resolves the same in our copy of it. */
+    (void)srcfd;
+    tree = open_tree(AT_FDCWD, host, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
     if (tree < 0)
       child_fail(c, "cannot bind %s", host);
   }
