@@ -15,6 +15,7 @@
  */
 #include "rootless.h"
 #include "backends/image/image.h"
+#include "backends/runtime/runtime.h"
 #include "common/log.h"
 
 #include <errno.h>
@@ -169,13 +170,12 @@ proc_on_exit(uv_process_t *h, int64_t status, int sig)
   proc_close((uv_handle_t *)h);
 }
 
-/* Spawn the helper with argv (argv[0] is ignored).  On failure the handles are closed and
+/* Spawn the helper with argv (argv[0] is only its name).  On failure the handles are closed and
  * p is freed later without on_end; the caller must not touch it again. */
 static int
 proc_spawn(struct rootless *r, struct rl_proc *p, char **argv, struct ci_error **err)
 {
   p->r = r;
-  argv[0] = r->helper;
   uv_pipe_init(r->base.loop, &p->out, 0);
   uv_pipe_init(r->base.loop, &p->err, 0);
   p->out.data = p->err.data = p->proc.data = p;
@@ -548,6 +548,7 @@ container_free(struct rl_container *c)
 }
 
 static void start_service(struct rl_container *c);
+static void log_helper_lines(const struct ci_buf *b, enum ci_log_level level);
 
 static void
 monitor_on_out(struct rl_proc *p)
@@ -576,6 +577,11 @@ monitor_on_out(struct rl_proc *p)
   }
   c->pid = (pid_t)pid;
   c->ready = true;
+  /* What the helper could not apply (limits, id mapping) is for the user to see. */
+  if (p->ebuf.len) {
+    log_helper_lines(&p->ebuf, CI_LOG_WARN);
+    ci_buf_reset(&p->ebuf);
+  }
   if (c->service_argv)
     start_service(c);
   c->create_cb(c->create_data, c->id, NULL);
@@ -1345,7 +1351,11 @@ rootless_store_open(struct img_store **out, char **dir_out, struct ci_error **er
   } else if (img_store_default_dir(&dir, err) < 0) {
     return -1;
   }
-  if (img_store_open(dir, NULL, out, err) < 0)
+  /* Root: containers map 0..65535 to a subordinate range, and the layers are owned by it. */
+  struct img_store_opts so = {0};
+  if (geteuid() == 0)
+    so.id_shift = rt_root_id_base(NULL);
+  if (img_store_open(dir, &so, out, err) < 0)
     return ci_error_prefix(err, "opening the image store %s", dir);
   if (dir_out)
     *dir_out = steal_pointer(&dir);
