@@ -41,6 +41,10 @@ on_event(const struct sched_event *ev, void *data)
     break;
   case SCHED_SCOPE_STARTED:
     break;
+  case SCHED_ANNOTATION:
+    ci_strv_push_take(&r->events, xasprintf("%s: annotation %s", ev->task->name,
+                                            ev->annotation->message));
+    break;
   case SCHED_SCOPE_FINISHED:
     ci_strv_push_take(&r->events, xasprintf("%s: %s %s", ev->task->name, ev->scope,
                                             status_name(ev->status)));
