@@ -11,3 +11,11 @@ add_test(NAME e2e_podman_rootless
   COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/e2e/podman-rootless.sh $<TARGET_FILE:cirrus>)
 set_tests_properties(e2e_podman_rootless PROPERTIES LABELS "e2e;podman" TIMEOUT 300
   SKIP_RETURN_CODE 77)
+
+# Caches, artifacts, additional containers, Dockerfile environments, pipes (issue 6).
+foreach(backend docker podman)
+  add_test(NAME e2e_features_${backend}
+    COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/e2e/run-features.sh $<TARGET_FILE:cirrus> ${backend})
+  set_tests_properties(e2e_features_${backend} PROPERTIES LABELS "e2e;${backend}" TIMEOUT 900
+    SKIP_RETURN_CODE 77)
+endforeach()
