@@ -1,6 +1,7 @@
 /* backends/backend.c - the registry of backends and shared helpers. */
 #include "backend.h"
 #include "docker.h"
+#include "rootless.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -20,6 +21,7 @@ backend_image_info_release(struct backend_image_info *info)
 const struct backend_factory *const backend_factories[] = {
     &docker_factory,
     &podman_factory,
+    &rootless_factory,
     NULL,
 };
 

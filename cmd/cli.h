@@ -50,5 +50,6 @@ int cli_load_config(const struct cli_config_opts *o, struct cfg_file **out);
 int cli_cmd_run(int argc, char **argv);
 int cli_cmd_validate(int argc, char **argv);
 int cli_cmd_tasks(int argc, char **argv);
+int cli_cmd_images(int argc, char **argv);
 
 #endif

@@ -50,6 +50,15 @@ const struct cli_command cli_commands[] = {
     {"tasks", "list the tasks of a configuration", "cirrus tasks [options]",
      CONFIG_OPTIONS "      --json                  print the resolved tasks as JSON\n",
      cli_cmd_tasks},
+    {"images", "list and manage the built-in backend's images",
+     "cirrus images [ls | pull REF... | tag SOURCE NAME | rm REF... | prune]",
+     "  -v, --verbose               more messages\n"
+     "\n"
+     "The built-in backend keeps images in $CIRRUS_STORE, else /var/lib/cirrus (root) or\n"
+     "$XDG_DATA_HOME/cirrus (~/.local/share/cirrus).  REF is a registry reference\n"
+     "(busybox, 127.0.0.1:5000/x/y:tag, docker://...), oci:DIR[:TAG] or\n"
+     "docker-archive:FILE[:NAME:TAG].  rm forgets a name; prune removes what no name uses.\n",
+     cli_cmd_images},
     {NULL, NULL, NULL, NULL, NULL},
 };
 

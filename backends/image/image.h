@@ -315,6 +315,11 @@ void img_list_free(struct img_list_entry *v, size_t n);
  * until img_store_prune().  -ENOENT when nothing matched. */
 int img_store_remove(struct img_store *s, const char *ref, struct ci_error **err);
 
+/* Give the image that src names (a reference or an image id) the name `name` too (a registry
+ * reference with a tag, like `docker tag`); an existing name is moved.  -ENOENT when src is
+ * not in the store. */
+int img_store_tag(struct img_store *s, const char *src, const char *name, struct ci_error **err);
+
 struct img_prune_stats {
   unsigned images; /* image records removed */
   unsigned layers; /* layer directories removed */

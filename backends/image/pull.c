@@ -559,3 +559,27 @@ img_pull(struct img_store *s, const char *refstr, const struct img_pull_opts *op
   img_ref_release(&ref);
   return ret;
 }
+
+int
+img_store_tag(struct img_store *s, const char *src, const char *name, struct ci_error **err)
+{
+  struct img_ref r = {0};
+  int ret = img_ref_parse(name, &r, err);
+  if (ret < 0)
+    return ret;
+  if (r.transport != IMG_TRANSPORT_DOCKER || r.digest) {
+    ret = ci_error_make(err, CI_EUSAGE,
+                        "cannot name an image '%s': use a registry name with a tag "
+                        "(e.g. localhost/project/image:tag)",
+                        name);
+    img_ref_release(&r);
+    return ret;
+  }
+  struct img_image *img = NULL;
+  ret = img_lookup(s, src, &img, err);
+  if (ret == 0)
+    ret = img__index_set(s, r.canonical, img->id, img->manifest_digest, err);
+  img_image_free(img);
+  img_ref_release(&r);
+  return ret;
+}
