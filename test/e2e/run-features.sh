@@ -181,6 +181,17 @@ sed -i 's|  script: wget.*|  script: false|' .cirrus.yml
 crun
 expect_rc 1 "additional container, failing task"
 
+# ... and on SIGINT.
+sed -i 's|  script: false|  script: sleep 120|' .cirrus.yml
+"$CIRRUS" run --container-backend="$BACKEND" -o simple >"$TMPROOT/int.out" 2>&1 &
+pid=$!
+for _ in $(seq 1 100); do grep -q "Started 'main' script" "$TMPROOT/int.out" && break; sleep 0.2; done
+sleep 1
+kill -INT $pid
+wait $pid; rc=$?; out=$(cat "$TMPROOT/int.out"); err=
+expect_rc 130 "additional container, SIGINT"
+left=$(leftovers); checks=$((checks + 1)); [[ -z $left ]] || fail "left after SIGINT: $left"
+
 # --- Dockerfile environments: built once for two tasks, reused on the next run (B46)
 newproj <<'YML'
 one_task:
