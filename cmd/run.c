@@ -220,8 +220,8 @@ build_tars(const struct graph *g, const char *project, const struct cfg_env *bas
   out->dir = dir;
   for (size_t i = 0; i < g->n && !dirty; i++) {
     const struct graph_node *nd = &g->nodes[i];
-    if (nd->state == GRAPH_EXCLUDED || (nd->task->instance != CFG_INSTANCE_CONTAINER &&
-                                        nd->task->instance != CFG_INSTANCE_PIPE))
+    if (nd->state == GRAPH_EXCLUDED ||
+        (nd->task->instance != CFG_INSTANCE_CONTAINER && nd->task->instance != CFG_INSTANCE_PIPE))
       continue;
     /* The working directory as the task will see it (image variables aside). */
     struct cfg_env env = CFG_ENV_INIT;
@@ -283,8 +283,8 @@ build_context(const struct graph *g, const char *project, struct tars *tars, cha
 {
   bool need = false;
   for (size_t i = 0; i < g->n && !need; i++)
-    need = g->nodes[i].state != GRAPH_EXCLUDED &&
-           g->nodes[i].task->instance == CFG_INSTANCE_PREBUILT;
+    need =
+        g->nodes[i].state != GRAPH_EXCLUDED && g->nodes[i].task->instance == CFG_INSTANCE_PREBUILT;
   if (!need)
     return 0;
   char *path = xasprintf("%s/context.tar", tars->dir);

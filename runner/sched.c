@@ -177,8 +177,8 @@ struct tcache {
   char *name; /* owned */
   char *key;  /* owned; NULL until the key is known */
   struct cache_plan plan;
-  bool available;   /* a blob was restored (exact or optimistic) */
-  bool skip_upload; /* available && !reupload_on_changes */
+  bool available;             /* a blob was restored (exact or optimistic) */
+  bool skip_upload;           /* available && !reupload_on_changes */
   struct cache_digest digest; /* of the restored blob */
 };
 
@@ -559,8 +559,7 @@ on_svc_removed(void *data, const struct ci_error *err)
   t->op_pending = false;
   char *id = t->svc_ids[--t->nsvc];
   if (err)
-    message(t, NULL, CI_LOG_WARN, "failed to remove additional container %.12s: %s", id,
-            err->msg);
+    message(t, NULL, CI_LOG_WARN, "failed to remove additional container %.12s: %s", id, err->msg);
   free(id);
   cleanup_next(t);
 }
@@ -673,8 +672,8 @@ task_cleanup(struct stask *t)
               t->svc_ids[i], s->b->ops->name, t->svc_ids[i]);
     if (t->id)
       message(t, NULL, CI_LOG_WARN,
-              "not cleaning up container %s, don't forget to remove it with \"%s rm -f %s\"",
-              t->id, s->b->ops->name, t->id);
+              "not cleaning up container %s, don't forget to remove it with \"%s rm -f %s\"", t->id,
+              s->b->ops->name, t->id);
     if (t->volume)
       message(t, NULL, CI_LOG_WARN,
               "not cleaning up working volume %s, don't forget to remove it with \"%s volume "
@@ -1166,11 +1165,10 @@ on_listed(struct stask *t, int code, const struct ci_error *err)
   t->on_copied_out = NULL;
   if (err || code != 0 || t->capture_cut) {
     struct ci_error e = {.code = CI_EFAIL, .msg = NULL};
-    e.msg = err ? xasprintf("cannot list %s: %s", workdir(t), err->msg)
-            : t->capture_cut
-                ? xasprintf("cannot list %s: more than %zu MiB of names", workdir(t),
-                            LISTING_MAX >> 20)
-                : xasprintf("cannot list %s: exit status %d", workdir(t), code);
+    e.msg = err              ? xasprintf("cannot list %s: %s", workdir(t), err->msg)
+            : t->capture_cut ? xasprintf("cannot list %s: more than %zu MiB of names", workdir(t),
+                                         LISTING_MAX >> 20)
+                             : xasprintf("cannot list %s: exit status %d", workdir(t), code);
     k(t, &e);
     free(e.msg);
     return;
@@ -1816,8 +1814,8 @@ prepare_done(struct stask *t, const struct ci_error *err)
     task_cleanup(t);
     return;
   }
-  emit(t, SCHED_SCOPE_FINISHED, PREPARE_SCOPE, SCHED_SUCCEEDED, now_s(s) - t->step_t0, NULL, 0,
-       0, CI_LOG_INFO);
+  emit(t, SCHED_SCOPE_FINISHED, PREPARE_SCOPE, SCHED_SUCCEEDED, now_s(s) - t->step_t0, NULL, 0, 0,
+       CI_LOG_INFO);
   if (t->canceled || t->cleaning) {
     task_cleanup(t);
     return;
@@ -1923,8 +1921,9 @@ copy_project(struct stask *t)
       if (!strcmp(s->o->tars[i].workdir, wd))
         tar = s->o->tars[i].path;
     if (!tar && s->o->ntars) {
-      fail_prepare(t, "cannot copy the project into the container: no copy of the project was "
-                      "prepared for working directory '%s'",
+      fail_prepare(t,
+                   "cannot copy the project into the container: no copy of the project was "
+                   "prepared for working directory '%s'",
                    wd);
       return;
     }
@@ -2143,8 +2142,8 @@ on_image(void *data, const struct backend_image_info *info, const struct ci_erro
     task_cleanup(t);
     return;
   }
-  emit(t, SCHED_SCOPE_FINISHED, "image pull", SCHED_SUCCEEDED, now_s(s) - t->step_t0, NULL, 0,
-       0, CI_LOG_INFO);
+  emit(t, SCHED_SCOPE_FINISHED, "image pull", SCHED_SUCCEEDED, now_s(s) - t->step_t0, NULL, 0, 0,
+       CI_LOG_INFO);
   if (t->have_img)
     backend_image_info_release(&t->img);
   memset(&t->img, 0, sizeof(t->img));
@@ -2227,8 +2226,7 @@ on_volume_created(void *data, const struct ci_error *err)
   t->pending--;
   t->op_pending = false;
   if (err) {
-    message(t, NULL, CI_LOG_ERROR, "cannot create the working volume %s: %s", t->volume,
-            err->msg);
+    message(t, NULL, CI_LOG_ERROR, "cannot create the working volume %s: %s", t->volume, err->msg);
     set_reason(t, "cannot create the working volume: %s", err->msg);
     t->failed = true;
     free(t->volume);
@@ -2344,8 +2342,8 @@ on_prebuilt_image(void *data, const struct backend_image_info *info, const struc
       .tag = ct->image,
       .pull = s->o->pull == BACKEND_PULL_ALWAYS,
   };
-  int r = df[0] == '/' ? -EINVAL
-                       : s->b->ops->image_build(s->b, &spec, on_build_progress, on_built, t);
+  int r =
+      df[0] == '/' ? -EINVAL : s->b->ops->image_build(s->b, &spec, on_build_progress, on_built, t);
   if (r == 0) {
     t->pending++;
     t->op_pending = true;

@@ -7,8 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
-static void
-msg(struct ci_strv *msgs, const char *fmt, ...) CI_PRINTF(2, 3);
+static void msg(struct ci_strv *msgs, const char *fmt, ...) CI_PRINTF(2, 3);
 
 static void
 msg(struct ci_strv *msgs, const char *fmt, ...)
@@ -125,8 +124,7 @@ save(struct sched__save *sv, struct ci_error **err)
   }
   if (cache_save_finish(w, err) < 0)
     return -1;
-  char *list =
-      cache_folders_join((const char *const *)sv->plan->folders.v, sv->plan->folders.n);
+  char *list = cache_folders_join((const char *const *)sv->plan->folders.v, sv->plan->folders.n);
   if (cache_save_is_empty(w)) {
     msg(&sv->msgs, CACHE_MSG_ALL_EMPTY, list);
     free(list);

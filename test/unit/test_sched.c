@@ -43,8 +43,8 @@ on_event(const struct sched_event *ev, void *data)
   case SCHED_SCOPE_STARTED:
     break;
   case SCHED_ANNOTATION:
-    ci_strv_push_take(&r->events, xasprintf("%s: annotation %s", ev->task->name,
-                                            ev->annotation->message));
+    ci_strv_push_take(&r->events,
+                      xasprintf("%s: annotation %s", ev->task->name, ev->annotation->message));
     break;
   case SCHED_SCOPE_FINISHED:
     ci_strv_push_take(&r->events, xasprintf("%s: %s %s", ev->task->name, ev->scope,
@@ -377,7 +377,6 @@ test_interrupt(void **state)
   run_release(&r);
 }
 
-
 static bool
 log_has(const struct run *r, const char *line)
 {
@@ -410,16 +409,15 @@ rm_rf(const char *d)
   free(cmd);
 }
 
-static const char cache_yaml[] =
-    "container:\n  image: alpine\n"
-    "first_task:\n"
-    "  deps_cache:\n    folder: deps\n    fingerprint_key: k1\n"
-    "    populate_script: echo populating\n"
-    "  build_script: echo building\n"
-    "second_task:\n  depends_on: first\n"
-    "  deps_cache:\n    folder: deps\n    fingerprint_key: k1\n"
-    "    populate_script: exit 1\n"
-    "  use_script: echo using\n";
+static const char cache_yaml[] = "container:\n  image: alpine\n"
+                                 "first_task:\n"
+                                 "  deps_cache:\n    folder: deps\n    fingerprint_key: k1\n"
+                                 "    populate_script: echo populating\n"
+                                 "  build_script: echo building\n"
+                                 "second_task:\n  depends_on: first\n"
+                                 "  deps_cache:\n    folder: deps\n    fingerprint_key: k1\n"
+                                 "    populate_script: exit 1\n"
+                                 "  use_script: echo using\n";
 
 static void
 test_cache_steps(void **state)
@@ -485,10 +483,11 @@ test_artifacts_steps(void **state)
   assert_true(log_has(&r, "exec internal")); /* the listing */
   run_release(&r);
   /* No paths: nothing to do. */
-  run_config(&r, "container:\n  image: alpine\ntask:\n  script: echo x\n  artifacts:\n    paths: []\n",
+  run_config(&r,
+             "container:\n  image: alpine\ntask:\n  script: echo x\n  artifacts:\n    paths: []\n",
              1, NULL, 0, NULL);
-  assert_true(has_event(&r,
-                        "main: msg Skipping artifacts upload because there are no paths specified..."));
+  assert_true(
+      has_event(&r, "main: msg Skipping artifacts upload because there are no paths specified..."));
   run_release(&r);
 }
 
@@ -601,8 +600,9 @@ test_dockerfile_build(void **state)
   struct cfg_options co = {.project_dir = dir, .dockerfile_image_template = "local/%s:latest"};
   g_cfg_opts = &co;
   g_context = "/nonexistent/context.tar";
-  static const char yaml[] = "a_task:\n  container:\n    dockerfile: Dockerfile\n  script: echo a\n"
-                             "b_task:\n  container:\n    dockerfile: Dockerfile\n  script: echo b\n";
+  static const char yaml[] =
+      "a_task:\n  container:\n    dockerfile: Dockerfile\n  script: echo a\n"
+      "b_task:\n  container:\n    dockerfile: Dockerfile\n  script: echo b\n";
   struct run r;
   run_config(&r, yaml, 2, NULL, 0, tweak_absent);
   if (r.res.status != 0)
