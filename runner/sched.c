@@ -1317,6 +1317,8 @@ on_cache_copied(void *data, const struct ci_error *err)
   unlink(t->tmp_tar);
   free(t->tmp_tar);
   t->tmp_tar = NULL;
+  message(t, t->scope, CI_LOG_DEBUG, "cache copied into the container after %.2fs",
+          now_s(t->s) - t->step_t0);
   if (err) {
     fail_step(t, CACHE_MSG_RESTORE_FAILED, cache_cur(t)->name, err->msg);
     return;
@@ -1342,6 +1344,8 @@ after_restore(struct stask *t, struct twork *w)
   }
   c->available = true;
   cache_digest_move(&c->digest, &w->restore.digest);
+  message(t, t->scope, CI_LOG_DEBUG, "cache blob unpacked in %.2fs; copying it into the container",
+          now_s(s) - t->step_t0);
   if (s->b->ops->copy_in(s->b, t->id, t->tmp_tar, on_cache_copied, t) == 0) {
     t->pending++;
     t->op_pending = true;
