@@ -308,6 +308,15 @@ simple_event(struct out *o, const struct sched_event *ev)
     flush_partial(o, tv);
     emitf(o, tv, "%.*s\n", (int)ev->len, ev->text);
     break;
+  case SCHED_ANNOTATION:
+    /* Annotations (junit, ...) become workflow commands under GitHub Actions only. */
+    if (o->mode == OUT_GITHUB) {
+      char *cmd = artifacts_annotation_github(ev->annotation);
+      flush_partial(o, tv);
+      emitf(o, tv, "%s\n", cmd);
+      free(cmd);
+    }
+    break;
   case SCHED_SCOPE_FINISHED:
     flush_partial(o, tv);
     out_format_duration(ev->seconds, dur, sizeof(dur));
@@ -459,6 +468,8 @@ interactive_event(struct out *o, const struct sched_event *ev)
     sv->t0 = wall();
     break;
   }
+  case SCHED_ANNOTATION:
+    break;
   case SCHED_OUTPUT:
   case SCHED_MESSAGE: {
     if (ev->kind == SCHED_MESSAGE && ev->level >= CI_LOG_DEBUG && !o->verbose)

@@ -70,6 +70,7 @@ struct run_args {
   bool verbose, dirty, no_cleanup;
   const char *backend;
   enum backend_pull_policy pull;
+  const char *artifacts_dir;
 };
 
 static int
@@ -161,6 +162,12 @@ parse_args(int argc, char **argv, struct run_args *a)
       a->no_cleanup = true;
       break;
     case OPT_ARTIFACTS_DIR:
+      if (!*optarg) {
+        cli_error("run: --artifacts-dir needs a directory");
+        return -1;
+      }
+      a->artifacts_dir = optarg;
+      break;
     case OPT_HEARTBEAT:
       break; /* accepted for compatibility; see `cirrus run --help` */
     case 'h':
@@ -199,7 +206,7 @@ struct tars {
 
 static int
 build_tars(const struct graph *g, const char *project, const struct cfg_env *base,
-           const struct cfg_env *user, struct tars *out, struct ci_error **err)
+           const struct cfg_env *user, bool dirty, struct tars *out, struct ci_error **err)
 {
   const char *tmp = getenv("TMPDIR");
   char *dir = xasprintf("%s/cirrus-run-XXXXXX", tmp && *tmp ? tmp : "/tmp");
@@ -211,9 +218,10 @@ build_tars(const struct graph *g, const char *project, const struct cfg_env *bas
     return r;
   }
   out->dir = dir;
-  for (size_t i = 0; i < g->n; i++) {
+  for (size_t i = 0; i < g->n && !dirty; i++) {
     const struct graph_node *nd = &g->nodes[i];
-    if (nd->state == GRAPH_EXCLUDED || nd->task->instance != CFG_INSTANCE_CONTAINER)
+    if (nd->state == GRAPH_EXCLUDED ||
+        (nd->task->instance != CFG_INSTANCE_CONTAINER && nd->task->instance != CFG_INSTANCE_PIPE))
       continue;
     /* The working directory as the task will see it (image variables aside). */
     struct cfg_env env = CFG_ENV_INIT;
@@ -267,6 +275,38 @@ build_tars(const struct graph *g, const char *project, const struct cfg_env *bas
   return 0;
 }
 
+/* The build context of Dockerfile images: the project (as copied into containers) at the top
+ * of a tar, when a selected task builds one. */
+static int
+build_context(const struct graph *g, const char *project, struct tars *tars, char **out,
+              struct ci_error **err)
+{
+  bool need = false;
+  for (size_t i = 0; i < g->n && !need; i++)
+    need =
+        g->nodes[i].state != GRAPH_EXCLUDED && g->nodes[i].task->instance == CFG_INSTANCE_PREBUILT;
+  if (!need)
+    return 0;
+  char *path = xasprintf("%s/context.tar", tars->dir);
+  int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    int e = errno;
+    int r = ci_error_make(err, -e, "cannot create '%s': %s", path, strerror(e));
+    free(path);
+    return r;
+  }
+  int r = repo_tar_fd(project, NULL, fd, NULL, err);
+  if (close(fd) < 0 && r >= 0)
+    r = ci_error_make(err, -errno, "cannot write '%s': %s", path, strerror(errno));
+  if (r < 0) {
+    unlink(path);
+    free(path);
+    return ci_error_prefix(err, "cannot archive the build context");
+  }
+  *out = path;
+  return 0;
+}
+
 static void
 tars_release(struct tars *t)
 {
@@ -313,6 +353,7 @@ cli_cmd_run(int argc, char **argv)
   struct graph g = {0};
   struct cfg_env base = CFG_ENV_INIT, user = CFG_ENV_INIT;
   struct tars tars = {0};
+  char *context = NULL;
   struct backend *b = NULL;
   struct out *o = NULL;
   uv_loop_t loop;
@@ -350,7 +391,8 @@ cli_cmd_run(int argc, char **argv)
   run_env_base(&base, uuid);
   if (repo_env_add(project, &base, &err) < 0)
     goto fail;
-  if (!a.dirty && build_tars(&g, project, &base, &user, &tars, &err) < 0)
+  if (build_tars(&g, project, &base, &user, a.dirty, &tars, &err) < 0 ||
+      build_context(&g, project, &tars, &context, &err) < 0)
     goto fail;
 
   if (uv_loop_init(&loop) < 0) {
@@ -394,6 +436,8 @@ cli_cmd_run(int argc, char **argv)
       .base_env = &base,
       .user_env = &user,
       .debug_no_cleanup = a.no_cleanup,
+      .artifacts_dir = a.artifacts_dir,
+      .build_context = context,
       .on_event = out_event,
       .event_data = o,
   };
@@ -426,6 +470,9 @@ out:
       ci_log_debug("event loop closed with handles still open");
   }
   out_free(o);
+  if (context)
+    unlink(context);
+  free(context);
   tars_release(&tars);
   cfg_env_release(&base);
   cfg_env_release(&user);

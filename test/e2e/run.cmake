@@ -18,3 +18,11 @@ foreach(who subuid single)
     COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/e2e/builtin-user.sh $<TARGET_FILE:cirrus> ${who})
   set_tests_properties(e2e_run_builtin_user_${who} PROPERTIES LABELS "e2e;builtin" TIMEOUT 900)
 endforeach()
+
+# Caches, artifacts, additional containers, Dockerfile environments, pipes (issue 6).
+foreach(backend docker podman)
+  add_test(NAME e2e_features_${backend}
+    COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/e2e/run-features.sh $<TARGET_FILE:cirrus> ${backend})
+  set_tests_properties(e2e_features_${backend} PROPERTIES LABELS "e2e;${backend}" TIMEOUT 900
+    SKIP_RETURN_CODE 77)
+endforeach()
