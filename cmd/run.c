@@ -300,8 +300,8 @@ cli_cmd_run(int argc, char **argv)
   }
   enum out_mode mode;
   if (out_mode_parse(a.output, &mode) < 0) {
-    cli_error("run: unknown output '%s' (use auto, interactive, simple, github-actions, travis "
-              "or teamcity)",
+    cli_error("run: unknown output '%s' (use auto, interactive, simple, github-actions, travis, "
+              "teamcity or json)",
               a.output);
     args_release(&a);
     return CLI_EXIT_USAGE;
@@ -398,12 +398,14 @@ cli_cmd_run(int argc, char **argv)
       .event_data = o,
   };
   struct sched_result res;
+  out_run_started(o, run_id, b->ops->name, &g);
   if (sched_run(&loop, b, &g, &so, &res, &err) < 0) {
     out_stop(o);
     goto fail;
   }
   out_stop(o);
   status = res.status;
+  out_run_finished(o, res.status, res.first_failure);
   if (res.first_failure) {
     fflush(stdout);
     fprintf(stderr, "build failed: %s\n", res.first_failure);

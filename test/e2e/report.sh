@@ -1,0 +1,124 @@
+#!/bin/bash
+# End-to-end tests of what `cirrus run` reports for programs and people, with the real binary
+# on one engine:  report.sh CIRRUS BACKEND   (docker or podman)
+#   -o json      every line parsed back, the sequence of events checked
+#   --junit      validated against test/data/junit.xsd with xmllint, contents checked
+#   clean        a SIGKILLed run leaves a labelled container; `cirrus clean` removes it
+#   interactive  under tmux (a real pseudo-terminal): the live tree, then the summary
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/lib.sh"
+CIRRUS=${1:?usage: report.sh CIRRUS BACKEND}
+BACKEND=${2:?usage: report.sh CIRRUS BACKEND}
+IMAGE=${CIRRUS_TEST_IMAGE:-localhost/cirrus-test/busybox:latest}
+DATA=$(cd "$here/../data" && pwd)
+export NO_COLOR=1 CI=true LANG=C.UTF-8
+export CIRRUS_RUN_ID=e2ereport$$
+case $BACKEND in
+  docker | podman) engine=("$BACKEND") ;;
+  *) echo "unknown backend $BACKEND" >&2; exit 2 ;;
+esac
+if [[ ${CIRRUS_TEST_SKIP:-} == *"$BACKEND"* ]]; then
+  echo "skipped: CIRRUS_TEST_SKIP=$CIRRUS_TEST_SKIP"; exit 77
+fi
+command -v python3 >/dev/null || { echo "report.sh needs python3 (scripts/deps.sh --test)" >&2; exit 1; }
+
+leftovers() {
+  "${engine[@]}" ps -a --filter "label=dev.cirrus.run-id=$1" --format '{{.ID}}' 2>/dev/null
+}
+expect_no_leftovers() {
+  local left
+  left=$(leftovers "$1")
+  checks=$((checks + 1))
+  [[ -z $left ]] || { fail "${2:-} containers left behind: $left"; "${engine[@]}" rm -f $left >/dev/null 2>&1; }
+}
+
+newproj() {
+  p=$(project)
+  cd "$p"
+  printf 'container:\n  image: %s\n' "$IMAGE" >.cirrus.yml
+  cat >>.cirrus.yml
+}
+
+# --- -o json: one object per line, parsed back; the sequence of a run with a dependency,
+# an allowed failure, a failure and the task skipped because of it.
+newproj <<'YML'
+lint_task:
+  script: printf 'caf\303\251\n'
+flaky_task:
+  depends_on: lint
+  allow_failures: true
+  script: exit 3
+build_task:
+  depends_on: lint
+  script:
+    - echo building
+    - false
+deploy_task:
+  depends_on: build
+  script: echo never
+YML
+run "$CIRRUS" run --container-backend="$BACKEND" -p 1 -o json
+expect_rc 1 "json run"
+expect_err "build failed: task build (2) failed"
+expect_no_leftovers "$CIRRUS_RUN_ID" "json run"
+printf '%s\n' "$out" >"$TMPROOT/events.jsonl"
+checks=$((checks + 1))
+if ! python3 - "$TMPROOT/events.jsonl" "$BACKEND" "$CIRRUS_RUN_ID" <<'PY'; then fail "json event stream"; fi
+import json, re, sys
+path, backend, run_id = sys.argv[1:4]
+events = []
+for n, line in enumerate(open(path, encoding="utf-8"), 1):
+    try:
+        events.append(json.loads(line))
+    except ValueError as e:
+        sys.exit(f"line {n} is not JSON: {e}: {line!r}")
+def check(cond, msg):
+    if not cond:
+        sys.exit(msg)
+for e in events:
+    check(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", e.get("time", "")), f"time: {e}")
+kinds = [e["event"] for e in events]
+check(kinds[0] == "run_started" and kinds[-1] == "run_finished", f"first/last: {kinds}")
+r = events[0]
+check(r["backend"] == backend and r["run_id"] == run_id, f"run_started: {r}")
+check([t["name"] for t in r["tasks"]] == ["lint", "flaky", "build", "deploy"], r)
+check(r["tasks"][1]["allow_failures"] is True and r["tasks"][3]["depends_on"] == [2], r)
+fin = events[-1]
+check(fin["status"] == 1 and fin["failure"] == "task build (2) failed", fin)
+# Per task: started, steps opened and closed in order, finished last.
+by = {}
+for e in events[1:-1]:
+    check("task" in e and "task_id" in e, f"no task: {e}")
+    by.setdefault(e["task_id"], []).append(e)
+want = {0: ("succeeded", False), 1: ("failed", True), 2: ("failed", False), 3: ("skipped", False)}
+for tid, (status, allowed) in want.items():
+    evs = by[tid]
+    last = evs[-1]
+    check(last["event"] == "task_finished" and last["status"] == status
+          and last["allowed_failure"] is allowed, f"task {tid}: {last}")
+    check(isinstance(last["seconds"], (int, float)), last)
+    if status == "skipped":
+        check(len(evs) == 1 and "build" in last["reason"], f"skipped task: {evs}")
+        continue
+    check(evs[0]["event"] == "task_started", f"task {tid} starts with {evs[0]}")
+    open_step = None
+    for e in evs[1:-1]:
+        if e["event"] == "step_started":
+            check(open_step is None, f"nested step: {e}")
+            open_step = e["step"]
+        elif e["event"] == "step_finished":
+            check(e["step"] == open_step and e["status"] in ("succeeded", "failed"), e)
+            open_step = None
+        elif e["event"] == "output":
+            check(e["step"] == open_step and e["stream"] in ("stdout", "stderr"), e)
+    check(open_step is None, f"task {tid}: step {open_step} never finished")
+def text(tid):
+    return "".join(e["text"] for e in by[tid] if e["event"] == "output")
+check("caf\u00e9\n" in text(0), f"lint output: {text(0)!r}")
+check("building\n" in text(2), f"build output: {text(2)!r}")
+steps = [(e["step"], e["status"]) for e in by[2] if e["event"] == "step_finished"]
+check(("'main' script", "failed") in steps, steps)
+check(by[1][-1]["reason"] and "exit status 3" in by[1][-1]["reason"], by[1][-1])
+PY
+
+finish
