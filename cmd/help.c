@@ -32,6 +32,8 @@ const struct cli_command cli_commands[] = {
      "      --pull POLICY           missing (default), always or never\n"
      "      --lazy-pull             the same as --pull=missing (upstream's flag)\n"
      "      --debug-no-cleanup      keep the containers and print how to remove them\n"
+     "      --junit FILE            write a JUnit XML report to FILE (one testcase per task,\n"
+     "                              failures with the end of their log)\n"
      "\n"
      "TASK selects tasks whose name or alias, case-insensitively, starts the argument; the\n"
      "rest of the argument is labels that must match (\"test VERSION:1.14\").  Selected tasks\n"

@@ -1,6 +1,7 @@
 /* cmd/run.c - `cirrus run [options] [TASK...]`. */
 #include "cli.h"
 #include "help.h"
+#include "junit.h"
 #include "output.h"
 #include "backends/backend.h"
 #include "common/log.h"
@@ -12,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <libgen.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +34,7 @@ enum {
   OPT_HEARTBEAT,
   OPT_DEBUG,
   OPT_PUSH,
+  OPT_JUNIT,
   OPT_HELP,
 };
 
@@ -57,6 +60,7 @@ static const struct option longopts[] = {
     {"debug-no-cleanup", no_argument, NULL, OPT_NO_CLEANUP},
     {"artifacts-dir", required_argument, NULL, OPT_ARTIFACTS_DIR},
     {"heartbeat-timeout", required_argument, NULL, OPT_HEARTBEAT},
+    {"junit", required_argument, NULL, OPT_JUNIT},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
 };
@@ -70,6 +74,7 @@ struct run_args {
   bool verbose, dirty, no_cleanup;
   const char *backend;
   enum backend_pull_policy pull;
+  const char *junit; /* --junit FILE, or NULL */
 };
 
 static int
@@ -160,6 +165,21 @@ parse_args(int argc, char **argv, struct run_args *a)
     case OPT_NO_CLEANUP:
       a->no_cleanup = true;
       break;
+    case OPT_JUNIT: {
+      /* Fail now rather than after the run when the report cannot be written there. */
+      char *copy = xstrdup(optarg);
+      const char *dir = dirname(copy);
+      bool ok = *optarg && access(dir, W_OK) == 0;
+      int e = errno;
+      if (!ok)
+        cli_error("run: --junit %s: cannot write in '%s': %s", optarg, dir,
+                  *optarg ? strerror(e) : "empty file name");
+      free(copy);
+      if (!ok)
+        return -1;
+      a->junit = optarg;
+      break;
+    }
     case OPT_ARTIFACTS_DIR:
     case OPT_HEARTBEAT:
       break; /* accepted for compatibility; see `cirrus run --help` */
@@ -283,6 +303,21 @@ tars_release(struct tars *t)
   memset(t, 0, sizeof(*t));
 }
 
+/* Events go to the renderer and, with --junit, to the report. */
+struct run_sinks {
+  struct out *o;
+  struct junit *junit;
+};
+
+static void
+on_event(const struct sched_event *ev, void *data)
+{
+  struct run_sinks *k = data;
+  out_event(ev, k->o);
+  if (k->junit)
+    junit_event(k->junit, ev);
+}
+
 static void
 on_backend_closed(void *data)
 {
@@ -315,6 +350,7 @@ cli_cmd_run(int argc, char **argv)
   struct tars tars = {0};
   struct backend *b = NULL;
   struct out *o = NULL;
+  struct junit *junit = NULL;
   uv_loop_t loop;
   bool loop_ok = false;
   char project[PATH_MAX];
@@ -394,9 +430,16 @@ cli_cmd_run(int argc, char **argv)
       .base_env = &base,
       .user_env = &user,
       .debug_no_cleanup = a.no_cleanup,
-      .on_event = out_event,
-      .event_data = o,
+      .on_event = on_event,
+      .event_data = NULL,
   };
+  if (a.junit) {
+    char *copy = xstrdup(project);
+    junit = junit_new(basename(copy));
+    free(copy);
+  }
+  struct run_sinks sinks = {.o = o, .junit = junit};
+  so.event_data = &sinks;
   struct sched_result res;
   out_run_started(o, run_id, b->ops->name, &g);
   if (sched_run(&loop, b, &g, &so, &res, &err) < 0) {
@@ -406,6 +449,12 @@ cli_cmd_run(int argc, char **argv)
   out_stop(o);
   status = res.status;
   out_run_finished(o, res.status, res.first_failure);
+  if (junit && junit_write(junit, a.junit, &err) < 0) {
+    sched_result_release(&res);
+    if (status == CLI_EXIT_OK)
+      status = CLI_EXIT_FAILURE;
+    goto fail;
+  }
   if (res.first_failure) {
     fflush(stdout);
     fprintf(stderr, "build failed: %s\n", res.first_failure);
@@ -428,6 +477,7 @@ out:
       ci_log_debug("event loop closed with handles still open");
   }
   out_free(o);
+  junit_free(junit);
   tars_release(&tars);
   cfg_env_release(&base);
   cfg_env_release(&user);

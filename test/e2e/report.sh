@@ -121,4 +121,73 @@ check(("'main' script", "failed") in steps, steps)
 check(by[1][-1]["reason"] and "exit status 3" in by[1][-1]["reason"], by[1][-1])
 PY
 
+# --- --junit FILE: valid against the JUnit schema; one testcase per task; the failure has the
+# end of the log; the allowed failure passes with system-out; timeouts and skips.
+newproj <<'YML'
+ok_task:
+  script: echo fine
+bad_task:
+  script:
+    - for i in $(seq 1 150); do echo "log line $i"; done
+    - echo 'the <end> & after'
+    - exit 4
+flaky_task:
+  allow_failures: true
+  script: echo flaky-out; exit 3
+slow_task:
+  timeout_in: 2s
+  script: sleep 60
+after_task:
+  depends_on: bad
+  script: echo never
+test_task:
+  matrix:
+    - env:
+        V: 1
+    - env:
+        V: 2
+  script: echo "V=$V"
+YML
+mkdir reports
+run "$CIRRUS" run --container-backend="$BACKEND" -o simple --junit reports/junit.xml
+expect_rc 1 "junit run"
+expect_no_leftovers "$CIRRUS_RUN_ID" "junit run"
+checks=$((checks + 1))
+if [[ ! -f reports/junit.xml ]]; then
+  fail "no reports/junit.xml"
+else
+  xerr=$(xmllint --noout --schema "$DATA/junit/junit.xsd" reports/junit.xml 2>&1) ||
+    fail "junit.xml does not validate: $xerr"
+  ls reports | grep -q tmp && fail "a temporary file was left in reports/: $(ls reports)"
+  x() { xmllint --xpath "$1" reports/junit.xml 2>/dev/null; }
+  checks=$((checks + 1))
+  [[ $(x 'string(/testsuites/testsuite/@tests)') == 7 && $(x 'string(/testsuites/testsuite/@failures)') == 2 &&
+     $(x 'string(/testsuites/testsuite/@skipped)') == 1 && $(x 'string(/testsuites/testsuite/@errors)') == 0 ]] ||
+    fail "junit counts: $(x '/testsuites/testsuite/@*')"
+  checks=$((checks + 1))
+  [[ $(x 'count(//testcase[@classname="test"])') == 2 ]] || fail "matrix testcases: $(x '//testcase/@name')"
+  checks=$((checks + 1))
+  [[ -z $(x '//testcase[@name="ok"]/*') && $(x 'string(//testcase[@name="ok"]/@time)') =~ ^[0-9]+\.[0-9]{3}$ ]] ||
+    fail "ok testcase: $(x '//testcase[@name="ok"]')"
+  bad=$(x 'string(//testcase[@name="bad"]/failure)')
+  checks=$((checks + 1))
+  [[ $(x 'string(//testcase[@name="bad"]/failure/@message)') == *"exit status 4"* &&
+     $bad == *"the <end> & after"* && $bad == *"log line 150"* && $bad != *"log line 20"$'\n'* ]] ||
+    fail "bad testcase failure: $(x '//testcase[@name="bad"]/failure/@*') ${bad:0:300}"
+  checks=$((checks + 1))
+  (($(wc -l <<<"$bad") <= 101)) || fail "the failure holds $(wc -l <<<"$bad") lines, not the last 100"
+  checks=$((checks + 1))
+  [[ $(x 'string(//testcase[@name="slow"]/failure/@type)') == timed_out ]] ||
+    fail "slow testcase: $(x '//testcase[@name="slow"]')"
+  checks=$((checks + 1))
+  [[ -z $(x '//testcase[@name="flaky"]/failure') && $(x 'string(//testcase[@name="flaky"]/system-out)') == *flaky-out* ]] ||
+    fail "flaky testcase: $(x '//testcase[@name="flaky"]')"
+  checks=$((checks + 1))
+  [[ $(x 'string(//testcase[@name="after"]/skipped/@message)') == *bad* ]] ||
+    fail "after testcase: $(x '//testcase[@name="after"]')"
+fi
+run "$CIRRUS" run --container-backend="$BACKEND" --junit /nonexistent/dir/j.xml
+expect_rc 2 "--junit in a missing directory"
+expect_err "--junit /nonexistent/dir/j.xml: cannot write in '/nonexistent/dir'"
+
 finish

@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "junit.h"
 #include "output.h"
 #include "text.h"
 
@@ -13,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static void
 test_duration(void **state)
@@ -296,6 +298,96 @@ test_text_utf8(void **state)
   assert_int_equal(cli_text_utf8_tail("a\x80", 2), 0);
 }
 
+/* --junit: one testcase per task; failures carry the end of the log, escaped. */
+static void
+test_junit(void **state)
+{
+  struct cfg_task t[5] = {{0}};
+  const char *names[] = {"ok", "bad", "flaky", "slow", "later"};
+  for (int i = 0; i < 5; i++) {
+    t[i].name = (char *)names[i];
+    t[i].id = (unsigned)i;
+  }
+  t[2].allow_failures = true;
+  ci_strv_push(&t[1].labels, "CC:<gcc>");
+  struct junit *j = junit_new("proj&co");
+  struct sched_event e = {0};
+  for (int i = 0; i < 4; i++) {
+    e = (struct sched_event){.kind = SCHED_TASK_STARTED, .task = &t[i], .task_index = i};
+    junit_event(j, &e);
+  }
+  e = (struct sched_event){.kind = SCHED_SCOPE_STARTED, .task = &t[1], .task_index = 1,
+                           .scope = "'main' script"};
+  junit_event(j, &e);
+  for (int k = 0; k < 150; k++) {
+    char line[32];
+    int n = snprintf(line, sizeof(line), "line %d%s", k, k == 149 ? " <end> & \x01" : "\n");
+    e = (struct sched_event){.kind = SCHED_OUTPUT, .task = &t[1], .task_index = 1,
+                             .scope = "'main' script", .text = line, .len = (size_t)n,
+                             .stream = 1};
+    junit_event(j, &e);
+  }
+  e = (struct sched_event){.kind = SCHED_SCOPE_FINISHED, .task = &t[1], .task_index = 1,
+                           .scope = "'main' script", .status = SCHED_FAILED, .seconds = 1};
+  junit_event(j, &e);
+  struct {
+    int i;
+    enum sched_status st;
+    double secs;
+    const char *reason;
+  } fin[] = {{0, SCHED_SUCCEEDED, 1.5, NULL},
+             {1, SCHED_FAILED, 2.25, "'main' script failed with exit status 1"},
+             {2, SCHED_FAILED, 0.5, "'main' script failed with exit status 3"},
+             {3, SCHED_TIMED_OUT, 60, "timed out after 60s"},
+             {4, SCHED_SKIPPED, 0, "dependency 'bad' failed"}};
+  for (size_t k = 0; k < CI_ARRAY_SIZE(fin); k++) {
+    e = (struct sched_event){.kind = SCHED_TASK_FINISHED, .task = &t[fin[k].i],
+                             .task_index = (size_t)fin[k].i, .status = fin[k].st,
+                             .seconds = fin[k].secs, .reason = fin[k].reason};
+    junit_event(j, &e);
+  }
+  char *x = junit_xml(j);
+  assert_non_null(strstr(x, "<testsuites name=\"proj&amp;co\" tests=\"5\" failures=\"2\" "
+                            "errors=\"0\" skipped=\"1\" time=\"64.250\">"));
+  assert_non_null(strstr(x, "<testcase classname=\"ok\" name=\"ok\" time=\"1.500\"/>"));
+  assert_non_null(strstr(x, "<testcase classname=\"bad\" name=\"bad (CC:&lt;gcc&gt;)\" "
+                            "time=\"2.250\">\n      <failure message=\"&apos;main&apos; script "
+                            "failed with exit status 1\" type=\"failed\">"));
+  /* The last 100 lines only: lines 0..50 and the scope's start are gone. */
+  assert_null(strstr(x, "line 50\n"));
+  assert_non_null(strstr(x, ">line 51\nline 52\n"));
+  assert_non_null(strstr(x, "line 149 &lt;end&gt; &amp; \xef\xbf\xbd\n&apos;main&apos; script failed in "
+                            "1.0s\n</failure>"));
+  assert_non_null(strstr(x, "<testcase classname=\"flaky\" name=\"flaky\" time=\"0.500\">\n"
+                            "      <system-out>allowed failure: &apos;main&apos; script failed"));
+  assert_non_null(strstr(x, "<failure message=\"timed out after 60s\" type=\"timed_out\">"));
+  assert_non_null(strstr(x, "<testcase classname=\"later\" name=\"later\" time=\"0.000\">\n"
+                            "      <skipped message=\"dependency &apos;bad&apos; failed\"/>"));
+  free(x);
+
+  /* Written atomically: a directory that cannot take it leaves nothing behind. */
+  char dir[] = "/tmp/cirrus-junit-XXXXXX";
+  assert_non_null(mkdtemp(dir));
+  char *path = xasprintf("%s/report.xml", dir);
+  struct ci_error *err = NULL;
+  assert_int_equal(junit_write(j, path, &err), 0);
+  char *text = NULL;
+  size_t len = 0;
+  assert_int_equal(ci_read_file(path, 1 << 20, &text, &len, &err), 0);
+  assert_non_null(strstr(text, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites"));
+  free(text);
+  unlink(path);
+  free(path);
+  path = xasprintf("%s/missing/report.xml", dir);
+  assert_true(junit_write(j, path, &err) < 0);
+  assert_non_null(strstr(err->msg, "cannot write the JUnit report"));
+  ci_error_free(&err);
+  free(path);
+  assert_int_equal(rmdir(dir), 0);
+  junit_free(j);
+  ci_strv_release(&t[1].labels);
+}
+
 int
 main(void)
 {
@@ -304,6 +396,7 @@ main(void)
       cmocka_unit_test(test_simple_sequential), cmocka_unit_test(test_simple_blocks),
       cmocka_unit_test(test_ci_folds),          cmocka_unit_test(test_mode_parse),
       cmocka_unit_test(test_json),              cmocka_unit_test(test_text_utf8),
+      cmocka_unit_test(test_junit),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
