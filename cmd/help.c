@@ -52,6 +52,19 @@ const struct cli_command cli_commands[] = {
     {"tasks", "list the tasks of a configuration", "cirrus tasks [options]",
      CONFIG_OPTIONS "      --json                  print the resolved tasks as JSON\n",
      cli_cmd_tasks},
+    {"clean", "remove the containers and volumes that killed runs left behind",
+     "cirrus clean [options]",
+     "      --container-backend B   clean only B: docker, podman or builtin (default auto:\n"
+     "                              every backend that is available)\n"
+     "      --run-id ID             only what the run ID left (the id `-o json` reports and\n"
+     "                              containers carry as the label dev.cirrus.run-id)\n"
+     "  -v, --verbose               say which backends were looked at\n"
+     "\n"
+     "Every container and volume of a run is labelled dev.cirrus.run-id; a run that was\n"
+     "killed (SIGKILL, a crash) cannot remove them itself.  clean removes them and prints\n"
+     "each one, or \"nothing to remove\".  Do not run it without --run-id while other runs\n"
+     "are in progress: their containers carry the label too.\n",
+     cli_cmd_clean},
     {"images", "list and manage the built-in backend's images",
      "cirrus images [ls | pull REF... | tag SOURCE NAME | rm REF... | prune]",
      "  -v, --verbose               more messages\n"

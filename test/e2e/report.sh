@@ -190,4 +190,36 @@ run "$CIRRUS" run --container-backend="$BACKEND" --junit /nonexistent/dir/j.xml
 expect_rc 2 "--junit in a missing directory"
 expect_err "--junit /nonexistent/dir/j.xml: cannot write in '/nonexistent/dir'"
 
+# --- cirrus clean: a SIGKILLed run cannot remove its container; clean --run-id does, and
+# says so; a second clean has nothing to remove.  (Never without --run-id here: other tests
+# run on the same engines.)
+newproj <<'YML'
+task:
+  script: sleep 120
+YML
+kill_id=e2ekilled$$
+TMPDIR=$TMPROOT CIRRUS_RUN_ID=$kill_id "$CIRRUS" run --container-backend="$BACKEND" -o simple \
+  >"$TMPROOT/killed.out" 2>&1 &
+pid=$!
+for _ in $(seq 1 120); do
+  grep -q "Started 'main' script" "$TMPROOT/killed.out" && break
+  sleep 0.5
+done
+kill -9 "$pid"
+wait "$pid" 2>/dev/null
+checks=$((checks + 1))
+left=$(leftovers "$kill_id")
+[[ -n $left ]] || fail "the killed run left no labelled container (output: $(cat "$TMPROOT/killed.out"))"
+run "$CIRRUS" clean --container-backend="$BACKEND" --run-id "$kill_id"
+expect_rc 0 "clean"
+expect_out "$BACKEND: removed container ${left:0:12} (task 'main')" "clean"
+expect_no_leftovers "$kill_id" "after clean"
+run "$CIRRUS" clean --container-backend="$BACKEND" --run-id "$kill_id"
+expect_rc 0 "second clean"
+expect_out "nothing to remove for run $kill_id" "second clean"
+checks=$((checks + 1))
+[[ $out != *removed* ]] || fail "second clean removed something"
+run "$CIRRUS" clean --run-id 'bad id'
+expect_rc 2 "clean --run-id with a space"; expect_err "--run-id wants the id of a run"
+
 finish
