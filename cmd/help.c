@@ -52,6 +52,15 @@ const struct cli_command cli_commands[] = {
     {"tasks", "list the tasks of a configuration", "cirrus tasks [options]",
      CONFIG_OPTIONS "      --json                  print the resolved tasks as JSON\n",
      cli_cmd_tasks},
+    {"graph", "print the task graph as a tree or in Graphviz DOT", "cirrus graph [options] [TASK...]",
+     CONFIG_OPTIONS
+     "      --format F              tree (default): each task that nothing depends on, with\n"
+     "                              its dependencies indented below it; dot: a Graphviz\n"
+     "                              digraph, edges from a dependency to its dependent\n"
+     "                              (`cirrus graph --format dot | dot -Tsvg >graph.svg`)\n"
+     "\n"
+     "TASK filters the tasks as `cirrus run` does: the graph shows what that run would run.\n",
+     cli_cmd_graph},
     {"clean", "remove the containers and volumes that killed runs left behind",
      "cirrus clean [options]",
      "      --container-backend B   clean only B: docker, podman or builtin (default auto:\n"
