@@ -95,24 +95,26 @@ cli_find_command(const char *name)
   return NULL;
 }
 
+const char cli_summary[] = "run the CI tasks of a .cirrus.yml locally, in containers";
+const char cli_main_options[] = "      --version   print the version\n"
+                                "      --debug     verbose diagnostics\n"
+                                "  -h, --help      show this help\n";
+const char cli_exit_statuses[] =
+    "  0  success: every task succeeded, was skipped or was allowed to fail\n"
+    "  1  invalid configuration, or a task failed, or another runtime error\n"
+    "  2  bad command line\n"
+    "  130, 143  interrupted by SIGINT (Ctrl-C) or SIGTERM\n";
+
 void
 cli_help_main(FILE *out)
 {
-  fprintf(out, "cirrus - run the CI tasks of a .cirrus.yml locally, in containers\n\n"
-               "Usage: cirrus [--debug] COMMAND [options]\n\nCommands:\n");
+  fprintf(out, "cirrus - %s\n\nUsage: cirrus [--debug] COMMAND [options]\n\nCommands:\n",
+          cli_summary);
   for (const struct cli_command *c = cli_commands; c->name; c++)
     fprintf(out, "  %-10s %s\n", c->name, c->summary);
   fprintf(out, "  %-10s %s\n", "help", "show help for a command");
-  fprintf(out, "\nOptions:\n"
-               "      --version   print the version\n"
-               "      --debug     verbose diagnostics\n"
-               "  -h, --help      show this help\n"
-               "\nExit status:\n"
-               "  0  success\n"
-               "  1  invalid configuration, or a task failed, or another runtime error\n"
-               "  2  bad command line\n"
-               "  130, 143  interrupted by SIGINT (Ctrl-C) or SIGTERM\n"
-               "\nRun `cirrus help COMMAND` for the options of a command.\n");
+  fprintf(out, "\nOptions:\n%s\nExit status:\n%s", cli_main_options, cli_exit_statuses);
+  fprintf(out, "\nRun `cirrus help COMMAND` for the options of a command.\n");
 }
 
 int
