@@ -222,4 +222,62 @@ checks=$((checks + 1))
 run "$CIRRUS" clean --run-id 'bad id'
 expect_rc 2 "clean --run-id with a space"; expect_err "--run-id wants the id of a run"
 
+# --- interactive output under a real pseudo-terminal (tmux): while a step sleeps the pane
+# shows the live tree (both tasks, the running step with a spinner and its duration, its
+# last output line); after the run, the summary with every task's mark and duration.
+checks=$((checks + 1))
+if ! command -v tmux >/dev/null; then
+  fail "tmux is not installed (scripts/deps.sh --test)"
+else
+  newproj <<'YML'
+fast_task:
+  script: echo quick
+slow_task:
+  script:
+    - echo started-sleeping
+    - sleep 8
+    - echo woke-up
+YML
+  sock=cirrus-e2e-$$
+  tmux -L "$sock" -f /dev/null new-session -d -s run -x 120 -y 30 \
+    "cd '$p' && env -u CI LANG=C.UTF-8 CIRRUS_RUN_ID=${CIRRUS_RUN_ID}tty '$CIRRUS' run --container-backend=$BACKEND -p 2; echo EXIT=\$?; sleep 300"
+  live= final=
+  for _ in $(seq 1 100); do
+    pane=$(tmux -L "$sock" capture-pane -p -t run 2>/dev/null)
+    if [[ $pane == *"started-sleeping"* && $pane == *"'main' script"* ]]; then
+      live=$pane
+      break
+    fi
+    sleep 0.2
+  done
+  sleep 1.5 # the step's duration has moved on; capture once more
+  live2=$(tmux -L "$sock" capture-pane -p -t run 2>/dev/null)
+  for _ in $(seq 1 150); do
+    pane=$(tmux -L "$sock" capture-pane -p -t run 2>/dev/null)
+    if [[ $pane == *"EXIT="* ]]; then
+      final=$pane
+      break
+    fi
+    sleep 0.2
+  done
+  tmux -L "$sock" kill-server 2>/dev/null
+  printf 'live:\n%s\n--- later:\n%s\n--- final:\n%s\n' "$live" "$live2" "$final" >"$TMPROOT/tmux.txt"
+  spin='[⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏]'
+  checks=$((checks + 1))
+  [[ -n $live ]] || fail "tmux: the live tree never showed the sleeping step: $(cat "$TMPROOT/tmux.txt")"
+  checks=$((checks + 1))
+  grep -Eq "^$spin 'slow' task [0-9.]+s" <<<"$live2" && grep -Eq "^   $spin 'main' script [0-9.]+s" <<<"$live2" &&
+    grep -q "started-sleeping" <<<"$live2" ||
+    fail "tmux: no running task/step with a spinner and duration: $(cat "$TMPROOT/tmux.txt")"
+  checks=$((checks + 1))
+  grep -q "'fast' task" <<<"$live2" || fail "tmux: the live tree lacks the other task: $(cat "$TMPROOT/tmux.txt")"
+  checks=$((checks + 1))
+  [[ $final == *"EXIT=0"* ]] && grep -Eq "^✅ 'fast' task [0-9.]+s" <<<"$final" &&
+    grep -Eq "^✅ 'slow' task ([89]|[1-5][0-9])(\.[0-9])?s" <<<"$final" ||
+    fail "tmux: the final summary: $(cat "$TMPROOT/tmux.txt")"
+  checks=$((checks + 1))
+  ! grep -q "started-sleeping" <<<"$final" || fail "tmux: succeeded tasks should collapse: $final"
+  expect_no_leftovers "${CIRRUS_RUN_ID}tty" "interactive run"
+fi
+
 finish
