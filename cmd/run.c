@@ -136,10 +136,12 @@ parse_args(int argc, char **argv, struct run_args *a)
       break;
     case 'v':
       a->verbose = true;
+      if (!ci_log_enabled(CI_LOG_DEBUG))
+        ci_log_set_level(CI_LOG_DEBUG); /* API calls with their timings */
       break;
     case OPT_DEBUG:
       a->verbose = true;
-      ci_log_set_level(CI_LOG_DEBUG);
+      ci_log_set_level(CI_LOG_TRACE);
       break;
     case OPT_DIRTY:
       a->dirty = true;
@@ -395,8 +397,25 @@ cli_cmd_run(int argc, char **argv)
   }
   loop_ok = true;
   struct backend_options bo = {.name = a.backend, .verbose = a.verbose};
-  if (backend_open(&loop, &bo, &b, &err) < 0)
+  if (backend_open(&loop, &bo, &b, &err) < 0) {
+    /* What to do next depends on what was asked for. */
+    const char *hint =
+        !strcmp(a.backend, "docker")
+            ? "start dockerd, point DOCKER_HOST at it, or choose another backend with "
+              "--container-backend"
+        : !strcmp(a.backend, "podman")
+            ? "start `podman system service`, point CONTAINER_HOST at it, or choose another "
+              "backend with --container-backend"
+        : !strcmp(a.backend, "auto") ? "install and start docker or podman, or set "
+                                       "DOCKER_HOST / CONTAINER_HOST to a running engine"
+                                     : NULL;
+    if (hint && err) {
+      char *m = xasprintf("%s\n  hint: %s", err->msg, hint);
+      free(err->msg);
+      err->msg = m;
+    }
     goto fail;
+  }
   ci_log_debug("backend: %s", b->description);
 
   o = out_new(mode, stdout, a.parallel, cli_color(stdout), a.verbose);

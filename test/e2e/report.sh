@@ -280,4 +280,42 @@ YML
   expect_no_leftovers "${CIRRUS_RUN_ID}tty" "interactive run"
 fi
 
+# --- messages a person can act on: the task, what failed and what to do next; -v shows every
+# API call with its status and duration.
+newproj <<'YML'
+lint_task:
+  script: true
+YML
+sed -i "s|image: .*|image: localhost/cirrus-test/not-there:$$|" .cirrus.yml
+run "$CIRRUS" run --container-backend="$BACKEND" --pull=never -o simple
+expect_rc 1 "--pull=never, missing image"
+expect_out "'lint' task failed" "--pull=never"
+expect_out "localhost/cirrus-test/not-there:$$ is not present locally and --pull=never forbids pulling it; pull it first (\`$BACKEND pull localhost/cirrus-test/not-there:$$\`) or run without --pull=never"
+expect_err "build failed: task lint (0) failed"
+expect_no_leftovers "$CIRRUS_RUN_ID" "--pull=never"
+newproj <<'YML'
+lint_task:
+  script: true
+YML
+run "$CIRRUS" run --container-backend="$BACKEND" -o simple -v
+expect_rc 0 "-v"
+expect_err "debug: $BACKEND GET /_ping: HTTP 200 in " "-v shows API calls"
+expect_err "/containers/create" "-v shows API calls"
+checks=$((checks + 1))
+grep -Eq "^debug: $BACKEND POST /v[0-9.]+/containers/create[^ ]*: HTTP 201 in [0-9.]+ ms$" <<<"$err" ||
+  fail "-v: no timed container create call"
+run "$CIRRUS" run --container-backend="$BACKEND" -o simple
+checks=$((checks + 1)); [[ $err != *"HTTP 200 in"* ]] || fail "API calls shown without -v"
+if [[ $BACKEND == docker ]]; then
+  DOCKER_HOST=unix://$TMPROOT/no.sock run "$CIRRUS" run --container-backend=docker -o simple
+  expect_rc 1 "docker socket missing"
+  expect_err "socket '$TMPROOT/no.sock' does not exist (is the engine running?)"
+  expect_err "hint: start dockerd, point DOCKER_HOST at it, or choose another backend with --container-backend"
+else
+  CONTAINER_HOST=unix://$TMPROOT/no.sock run "$CIRRUS" run --container-backend=podman -o simple
+  expect_rc 1 "podman socket missing"
+  expect_err "socket '$TMPROOT/no.sock' does not exist (is the engine running?)"
+  expect_err "hint: start \`podman system service\`, point CONTAINER_HOST at it"
+fi
+
 finish
