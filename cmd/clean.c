@@ -58,8 +58,8 @@ on_closed(void *data)
 
 /* Clean one backend.  Returns the number removed, or < 0 (reported). */
 static int
-clean_backend(uv_loop_t *loop, const struct backend_factory *fac, const char *run_id,
-              bool explicit, bool verbose)
+clean_backend(uv_loop_t *loop, const struct backend_factory *fac, const char *run_id, bool explicit,
+              bool verbose)
 {
   struct backend_options bo = {.name = fac->name, .verbose = verbose};
   struct backend *b = NULL;

@@ -54,7 +54,8 @@ const struct cli_command cli_commands[] = {
     {"tasks", "list the tasks of a configuration", "cirrus tasks [options]",
      CONFIG_OPTIONS "      --json                  print the resolved tasks as JSON\n",
      cli_cmd_tasks},
-    {"graph", "print the task graph as a tree or in Graphviz DOT", "cirrus graph [options] [TASK...]",
+    {"graph", "print the task graph as a tree or in Graphviz DOT",
+     "cirrus graph [options] [TASK...]",
      CONFIG_OPTIONS
      "      --format F              tree (default): each task that nothing depends on, with\n"
      "                              its dependencies indented below it; dot: a Graphviz\n"

@@ -226,7 +226,8 @@ junit_xml(const struct junit *j)
   struct ci_buf b = CI_BUF_INIT;
   ci_buf_adds(&b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"");
   xml_add(&b, j->suite);
-  ci_buf_addf(&b, "\" tests=\"%zu\" failures=\"%zu\" errors=\"%zu\" skipped=\"%zu\" time=\"%.3f\">\n",
+  ci_buf_addf(&b,
+              "\" tests=\"%zu\" failures=\"%zu\" errors=\"%zu\" skipped=\"%zu\" time=\"%.3f\">\n",
               tests, failures, errors, skipped, total);
   ci_buf_adds(&b, "  <testsuite name=\"");
   xml_add(&b, j->suite);
@@ -269,7 +270,7 @@ junit_xml(const struct junit *j)
       ci_buf_addf(&b, ">\n      <%s message=\"", el);
       xml_add(&b, reason);
       ci_buf_addf(&b, "\" type=\"%s\">",
-                  c->status == SCHED_TIMED_OUT ? "timed_out"
+                  c->status == SCHED_TIMED_OUT  ? "timed_out"
                   : c->status == SCHED_CANCELED ? "canceled"
                                                 : "failed");
       add_tail(&b, c);

@@ -75,10 +75,10 @@ out_mode_parse(const char *s, enum out_mode *mode)
   static const struct {
     const char *name;
     enum out_mode mode;
-  } names[] = {{"simple", OUT_SIMPLE},        {"github-actions", OUT_GITHUB},
-               {"travis", OUT_TRAVIS},        {"teamcity", OUT_TEAMCITY},
-               {"interactive", OUT_INTERACTIVE}, {"noemoji", OUT_INTERACTIVE},
-               {"json", OUT_JSON}};
+  } names[] = {
+      {"simple", OUT_SIMPLE},     {"github-actions", OUT_GITHUB},   {"travis", OUT_TRAVIS},
+      {"teamcity", OUT_TEAMCITY}, {"interactive", OUT_INTERACTIVE}, {"noemoji", OUT_INTERACTIVE},
+      {"json", OUT_JSON}};
   for (size_t i = 0; i < CI_ARRAY_SIZE(names); i++)
     if (!strcmp(s, names[i].name)) {
       *mode = names[i].mode;
@@ -90,8 +90,8 @@ out_mode_parse(const char *s, enum out_mode *mode)
 const char *
 out_mode_name(enum out_mode mode)
 {
-  static const char *const n[] = {"simple", "github-actions", "travis", "teamcity",
-                                  "interactive", "json"};
+  static const char *const n[] = {"simple",   "github-actions", "travis",
+                                  "teamcity", "interactive",    "json"};
   return n[mode];
 }
 

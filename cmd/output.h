@@ -37,8 +37,7 @@ void out_event(const struct sched_event *ev, void *data);
 void out_stop(struct out *o);
 /* The run as a whole, before the first and after the last event (json shows them; the other
  * modes print nothing).  g: the filtered graph; failure: sched_result's first_failure. */
-void out_run_started(struct out *o, const char *run_id, const char *backend,
-                     const struct graph *g);
+void out_run_started(struct out *o, const char *run_id, const char *backend, const struct graph *g);
 void out_run_finished(struct out *o, int status, const char *failure);
 void out_free(struct out *o);
 

@@ -51,8 +51,8 @@ cli_text_add_utf8(struct ci_buf *b, const char *s, size_t len, bool xml)
       continue;
     }
     if (xml) {
-      bool bad = (cp < 0x20 && cp != '\t' && cp != '\n' && cp != '\r') || cp == 0xFFFE ||
-                 cp == 0xFFFF;
+      bool bad =
+          (cp < 0x20 && cp != '\t' && cp != '\n' && cp != '\r') || cp == 0xFFFE || cp == 0xFFFF;
       const char *ent = NULL;
       switch (cp) {
       case '&':
@@ -96,7 +96,10 @@ cli_text_utf8_tail(const char *s, size_t len)
     unsigned c = u[len - back];
     if ((c & 0xC0) == 0x80)
       continue;
-    size_t need = c >= 0xF0 && c <= 0xF4 ? 4 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xC2 && c <= 0xDF ? 2 : 1;
+    size_t need = c >= 0xF0 && c <= 0xF4   ? 4
+                  : c >= 0xE0 && c <= 0xEF ? 3
+                  : c >= 0xC2 && c <= 0xDF ? 2
+                                           : 1;
     return need > back ? back : 0;
   }
   return 0;

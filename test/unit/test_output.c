@@ -213,14 +213,23 @@ test_json(void **state)
   /* "é" cut in two by the chunk boundary, then an invalid byte. */
   ev(o, SCHED_OUTPUT, a, 0, "'main' script", 0, 0, "caf\xc3");
   ev(o, SCHED_OUTPUT, a, 0, "'main' script", 0, 0, "\xa9 \xff\n");
-  struct sched_event e = {.kind = SCHED_OUTPUT, .task = a, .task_index = 0,
-                          .scope = "'main' script", .text = "oops\n", .len = 5, .stream = 2};
+  struct sched_event e = {.kind = SCHED_OUTPUT,
+                          .task = a,
+                          .task_index = 0,
+                          .scope = "'main' script",
+                          .text = "oops\n",
+                          .len = 5,
+                          .stream = 2};
   out_event(&e, o);
   ev(o, SCHED_MESSAGE, a, 0, "'main' script", 0, 0, "debug only");
   ev(o, SCHED_SCOPE_FINISHED, a, 0, "'main' script", SCHED_SUCCEEDED, 0.5, NULL);
   ev(o, SCHED_TASK_FINISHED, a, 0, NULL, SCHED_SUCCEEDED, 1.5, NULL);
-  struct sched_event fin = {.kind = SCHED_TASK_FINISHED, .task = b, .task_index = 1,
-                            .status = SCHED_FAILED, .seconds = 2, .reason = "exit status 3"};
+  struct sched_event fin = {.kind = SCHED_TASK_FINISHED,
+                            .task = b,
+                            .task_index = 1,
+                            .status = SCHED_FAILED,
+                            .seconds = 2,
+                            .reason = "exit status 3"};
   out_event(&fin, o);
   out_run_finished(o, 0, NULL);
   out_free(o);
@@ -228,9 +237,9 @@ test_json(void **state)
   graph_release(&g);
   ci_strv_release(&tasks[1].labels);
 
-  const char *want[] = {"run_started", "task_started", "step_started", "output", "output",
-                        "output",  "message", "step_finished", "task_finished", "task_finished",
-                        "run_finished"};
+  const char *want[] = {"run_started",   "task_started",  "step_started", "output",
+                        "output",        "output",        "message",      "step_finished",
+                        "task_finished", "task_finished", "run_finished"};
   size_t n = 0;
   char *save = NULL;
   json_t *lines[16] = {0};
@@ -289,8 +298,9 @@ test_text_utf8(void **state)
 {
   struct ci_buf b = CI_BUF_INIT;
   cli_text_add_utf8(&b, "a<b&\"c'\x01\tz\xed\xa0\x80", 13, true);
-  assert_string_equal(ci_buf_str(&b),
-                      "a&lt;b&amp;&quot;c&apos;\xef\xbf\xbd\tz\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd");
+  assert_string_equal(
+      ci_buf_str(&b),
+      "a&lt;b&amp;&quot;c&apos;\xef\xbf\xbd\tz\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd");
   ci_buf_release(&b);
   assert_int_equal(cli_text_utf8_tail("ab\xe2\x82", 4), 2);
   assert_int_equal(cli_text_utf8_tail("ab\xe2\x82\xac", 5), 0);
@@ -316,19 +326,27 @@ test_junit(void **state)
     e = (struct sched_event){.kind = SCHED_TASK_STARTED, .task = &t[i], .task_index = i};
     junit_event(j, &e);
   }
-  e = (struct sched_event){.kind = SCHED_SCOPE_STARTED, .task = &t[1], .task_index = 1,
-                           .scope = "'main' script"};
+  e = (struct sched_event){
+      .kind = SCHED_SCOPE_STARTED, .task = &t[1], .task_index = 1, .scope = "'main' script"};
   junit_event(j, &e);
   for (int k = 0; k < 150; k++) {
     char line[32];
     int n = snprintf(line, sizeof(line), "line %d%s", k, k == 149 ? " <end> & \x01" : "\n");
-    e = (struct sched_event){.kind = SCHED_OUTPUT, .task = &t[1], .task_index = 1,
-                             .scope = "'main' script", .text = line, .len = (size_t)n,
+    e = (struct sched_event){.kind = SCHED_OUTPUT,
+                             .task = &t[1],
+                             .task_index = 1,
+                             .scope = "'main' script",
+                             .text = line,
+                             .len = (size_t)n,
                              .stream = 1};
     junit_event(j, &e);
   }
-  e = (struct sched_event){.kind = SCHED_SCOPE_FINISHED, .task = &t[1], .task_index = 1,
-                           .scope = "'main' script", .status = SCHED_FAILED, .seconds = 1};
+  e = (struct sched_event){.kind = SCHED_SCOPE_FINISHED,
+                           .task = &t[1],
+                           .task_index = 1,
+                           .scope = "'main' script",
+                           .status = SCHED_FAILED,
+                           .seconds = 1};
   junit_event(j, &e);
   struct {
     int i;
@@ -341,9 +359,12 @@ test_junit(void **state)
              {3, SCHED_TIMED_OUT, 60, "timed out after 60s"},
              {4, SCHED_SKIPPED, 0, "dependency 'bad' failed"}};
   for (size_t k = 0; k < CI_ARRAY_SIZE(fin); k++) {
-    e = (struct sched_event){.kind = SCHED_TASK_FINISHED, .task = &t[fin[k].i],
-                             .task_index = (size_t)fin[k].i, .status = fin[k].st,
-                             .seconds = fin[k].secs, .reason = fin[k].reason};
+    e = (struct sched_event){.kind = SCHED_TASK_FINISHED,
+                             .task = &t[fin[k].i],
+                             .task_index = (size_t)fin[k].i,
+                             .status = fin[k].st,
+                             .seconds = fin[k].secs,
+                             .reason = fin[k].reason};
     junit_event(j, &e);
   }
   char *x = junit_xml(j);
@@ -356,8 +377,9 @@ test_junit(void **state)
   /* The last 100 lines only: lines 0..50 and the scope's start are gone. */
   assert_null(strstr(x, "line 50\n"));
   assert_non_null(strstr(x, ">line 51\nline 52\n"));
-  assert_non_null(strstr(x, "line 149 &lt;end&gt; &amp; \xef\xbf\xbd\n&apos;main&apos; script failed in "
-                            "1.0s\n</failure>"));
+  assert_non_null(
+      strstr(x, "line 149 &lt;end&gt; &amp; \xef\xbf\xbd\n&apos;main&apos; script failed in "
+                "1.0s\n</failure>"));
   assert_non_null(strstr(x, "<testcase classname=\"flaky\" name=\"flaky\" time=\"0.500\">\n"
                             "      <system-out>allowed failure: &apos;main&apos; script failed"));
   assert_non_null(strstr(x, "<failure message=\"timed out after 60s\" type=\"timed_out\">"));
@@ -392,10 +414,14 @@ int
 main(void)
 {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_duration),          cmocka_unit_test(test_task_scope),
-      cmocka_unit_test(test_simple_sequential), cmocka_unit_test(test_simple_blocks),
-      cmocka_unit_test(test_ci_folds),          cmocka_unit_test(test_mode_parse),
-      cmocka_unit_test(test_json),              cmocka_unit_test(test_text_utf8),
+      cmocka_unit_test(test_duration),
+      cmocka_unit_test(test_task_scope),
+      cmocka_unit_test(test_simple_sequential),
+      cmocka_unit_test(test_simple_blocks),
+      cmocka_unit_test(test_ci_folds),
+      cmocka_unit_test(test_mode_parse),
+      cmocka_unit_test(test_json),
+      cmocka_unit_test(test_text_utf8),
       cmocka_unit_test(test_junit),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
