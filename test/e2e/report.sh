@@ -190,6 +190,34 @@ run "$CIRRUS" run --container-backend="$BACKEND" --junit /nonexistent/dir/j.xml
 expect_rc 2 "--junit in a missing directory"
 expect_err "--junit /nonexistent/dir/j.xml: cannot write in '/nonexistent/dir'"
 
+# --- Ctrl-C: the event stream ends with run_finished status 130 and the JUnit report is still
+# written: the running task as an <error>, the one that never started as <skipped/>.
+newproj <<'YML'
+slow_task:
+  script: sleep 60
+later_task:
+  depends_on: slow
+  script: true
+YML
+"$CIRRUS" run --container-backend="$BACKEND" -o json --junit int.xml >int.jsonl 2>int.err &
+pid=$!
+for _ in $(seq 1 100); do
+  grep -q '"step":"'"'"'main'"'"' script"' int.jsonl 2>/dev/null && break
+  sleep 0.2
+done
+kill -INT "$pid"
+wait "$pid"
+rc=$? out=$(tail -n 1 int.jsonl) err=$(cat int.err)
+expect_rc 130 "interrupted json run"
+expect_out '"event":"run_finished"' "interrupted"; expect_out '"status":130' "interrupted"
+expect_no_leftovers "$CIRRUS_RUN_ID" "interrupted run"
+checks=$((checks + 1))
+xerr=$(xmllint --noout --schema "$DATA/junit/junit.xsd" int.xml 2>&1) || fail "interrupted junit.xml: $xerr"
+checks=$((checks + 1))
+[[ $(xmllint --xpath 'string(//testcase[@name="slow"]/error/@type)' int.xml) == canceled &&
+   -n $(xmllint --xpath '//testcase[@name="later"]/skipped' int.xml 2>/dev/null) ]] ||
+  fail "interrupted junit contents: $(cat int.xml)"
+
 # --- cirrus clean: a SIGKILLed run cannot remove its container; clean --run-id does, and
 # says so; a second clean has nothing to remove.  (Never without --run-id here: other tests
 # run on the same engines.)
