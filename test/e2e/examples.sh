@@ -81,8 +81,6 @@ expect_re() {
   grep -qE -- "$1" <<<"$out" || fail "[$backend] stdout has no line matching: $1"
 }
 
-# (upstream's simple output says "Task" for a name that starts with a capital letter)
-
 # expect_line TEXT: stdout has TEXT as a whole line (not only inside an echoed command)
 expect_line() {
   checks=$((checks + 1))
@@ -149,6 +147,7 @@ for backend in "${runnable[@]}"; do
   ! grep -qxF "hello, cirrus" <<<"$out" || fail "[$backend] c-project: built although lint failed"
 
   # --- examples/makefile: make targets as tasks -------------------------------------------------
+  # (simple output says "Task" for a name that starts with a capital letter, as upstream does)
   example makefile
   crun Build
   expect_rc 0 "[$backend] makefile: cirrus run Build"
