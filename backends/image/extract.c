@@ -528,6 +528,10 @@ do_entry(struct ex *x, struct archive_entry *e, struct ci_buf *path, struct ci_b
 
   uid_t uid = (uid_t)archive_entry_uid(e);
   gid_t gid = (gid_t)archive_entry_gid(e);
+  if (x->o->preserve_owner && x->o->id_shift) {
+    uid = x->o->id_shift + (uid < 65536 ? uid : 65534);
+    gid = x->o->id_shift + (gid < 65536 ? gid : 65534);
+  }
   bool own = need_chown(x, uid, gid);
   struct timespec times[2];
   bool has_mtime = archive_entry_mtime_is_set(e);

@@ -201,6 +201,12 @@ enum img_opaque_xattr {
 
 struct img_store_opts {
   enum img_opaque_xattr opaque_xattr;
+  /* Root stores only: added to every entry's uid and gid at extraction, so that a runtime whose
+   * user namespace maps 0..65535 to id_shift.. sees the image's owners (ids >= 65536, which
+   * such a namespace cannot map, become id_shift + 65534, "nobody").  Layer roots are owned by
+   * id_shift too.  0 = no shift.  Recorded in store.json like opaque_xattr: opening a store
+   * with another shift fails (CI_ECONFIG).  The built-in runtime uses rt_root_id_base(). */
+  uint32_t id_shift;
 };
 
 struct img_store;

@@ -153,6 +153,7 @@ struct img__extract_opts {
   enum img_opaque_xattr opaque; /* USER, TRUSTED or BOTH */
   bool preserve_owner;          /* chown to the tar's uid/gid (root only) */
   const volatile sig_atomic_t *cancel;
+  uint32_t id_shift; /* added to owners when preserve_owner (see img_store_opts) */
 };
 
 struct img__extract_result {
@@ -177,6 +178,7 @@ struct img_store {
   char *root;                   /* owned, absolute */
   enum img_opaque_xattr opaque; /* never DEFAULT */
   bool preserve_owner;          /* euid == 0 */
+  uint32_t id_shift;            /* see img_store_opts; recorded in store.json */
 };
 /* root/<fmt...>, a new string. */
 char *img__store_path(const struct img_store *s, const char *fmt, ...) CI_PRINTF(2, 3);

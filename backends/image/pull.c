@@ -302,7 +302,12 @@ extract_layer(struct img__pull_ctx *ctx, const struct img__desc *d, const char *
   lr.hashing = d->digest && !st->verified;
   if (lr.hashing)
     img__hash_init(&lr.hash);
-  struct img__extract_opts eo = {s->opaque, s->preserve_owner, ctx->opts.cancel};
+  struct img__extract_opts eo = {s->opaque, s->preserve_owner, ctx->opts.cancel, s->id_shift};
+  /* A runtime's user namespace root must be able to reach the layer (mkdtemp made it 0700). */
+  if (ret == 0 && chmod(stage, 0755) < 0)
+    ret = ci_error_make(err, -errno, "cannot chmod '%s': %s", stage, strerror(errno));
+  if (ret == 0 && s->preserve_owner && s->id_shift && chown(diffdir, s->id_shift, s->id_shift) < 0)
+    ret = ci_error_make(err, -errno, "cannot chown '%s': %s", diffdir, strerror(errno));
   struct img__extract_result res;
   if (ret == 0)
     ret = img__extract(dfd, layer_read, &lr, &eo, &res, err);

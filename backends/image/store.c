@@ -80,7 +80,8 @@ opaque_parse(const char *s, enum img_opaque_xattr *m)
 
 /* Read or create store.json (under index.lock so two first users agree). */
 static int
-store_config(struct img_store *s, enum img_opaque_xattr want, struct ci_error **err)
+store_config(struct img_store *s, enum img_opaque_xattr want, uint32_t shift,
+             struct ci_error **err)
 {
   cleanup_free char *lock = img__store_path(s, "index.lock");
   cleanup_free char *path = img__store_path(s, "store.json");
@@ -100,7 +101,14 @@ store_config(struct img_store *s, enum img_opaque_xattr want, struct ci_error **
       json_decref(j);
       return ci_error_make(err, CI_ECONFIG, "image store '%s': unsupported store.json", s->root);
     }
+    json_t *js = json_object_get(j, "id_shift");
+    json_int_t have_shift = json_is_integer(js) ? json_integer_value(js) : 0;
     json_decref(j);
+    if (have_shift != (json_int_t)shift)
+      return ci_error_make(err, CI_ECONFIG,
+                           "image store '%s' was created with id shift %lld, not %u (use another "
+                           "store directory)",
+                           s->root, (long long)have_shift, shift);
     if (want != IMG_OPAQUE_DEFAULT && want != have)
       return ci_error_make(err, CI_ECONFIG,
                            "image store '%s' was created for the '%s' opaque xattr, not '%s' "
@@ -111,6 +119,8 @@ store_config(struct img_store *s, enum img_opaque_xattr want, struct ci_error **
   }
   s->opaque = want == IMG_OPAQUE_DEFAULT ? IMG_OPAQUE_USER : want;
   j = json_pack("{s:i, s:s}", "version", 1, "opaque_xattr", opaque_name(s->opaque));
+  if (shift)
+    json_object_set_new(j, "id_shift", json_integer(shift));
   ret = img__json_write(path, j, err);
   json_decref(j);
   return ret;
@@ -134,6 +144,12 @@ img_store_open(const char *root, const struct img_store_opts *opts, struct img_s
   while (n > 1 && s->root[n - 1] == '/')
     s->root[--n] = '\0';
   s->preserve_owner = geteuid() == 0;
+  s->id_shift = opts ? opts->id_shift : 0;
+  if (s->id_shift && (!s->preserve_owner || s->id_shift > UINT32_MAX - 65536)) {
+    img_store_free(s);
+    return ci_error_make(err, CI_ECONFIG, "an id shift (%u) needs a root store and a base below "
+                         "%u", opts->id_shift, UINT32_MAX - 65536);
+  }
   static const struct {
     const char *name;
     mode_t mode;
@@ -145,7 +161,7 @@ img_store_open(const char *root, const struct img_store_opts *opts, struct img_s
     ret = img__mkdirs(p, dirs[i].mode, err);
   }
   if (ret == 0)
-    ret = store_config(s, want, err);
+    ret = store_config(s, want, s->id_shift, err);
   if (ret < 0) {
     img_store_free(s);
     return IMG__PREFIX(err, ret, "cannot open image store '%s'", root);

@@ -1,7 +1,7 @@
 /* bench/image/img_tool.c - drive ci_image from the command line: pull, lookup, list, prune.
  * Used by bench/image/pull.sh and by the two-process store test.
  *
- *   img_tool STORE pull [--always] [--platform P] [--quiet] REF
+ *   img_tool [--id-shift N] STORE pull [--always] [--platform P] [--quiet] REF
  *   img_tool STORE lookup REF | list | prune | rm REF
  *
  * pull prints "layers_extracted=N layers_reused=N bytes=N" and the layer directories. */
@@ -51,13 +51,20 @@ usage(void)
 int
 main(int argc, char **argv)
 {
+  /* img_tool --id-shift N STORE ...: a root store for the built-in runtime (ids shifted by N). */
+  struct img_store_opts so = {IMG_OPAQUE_DEFAULT, 0};
+  if (argc > 2 && !strcmp(argv[1], "--id-shift")) {
+    so.id_shift = (uint32_t)strtoul(argv[2], NULL, 10);
+    argv += 2;
+    argc -= 2;
+  }
   if (argc < 3)
     return usage();
   signal(SIGINT, on_signal);
   signal(SIGTERM, on_signal);
   struct ci_error *err = NULL;
   struct img_store *s = NULL;
-  if (img_store_open(argv[1], NULL, &s, &err) < 0) {
+  if (img_store_open(argv[1], &so, &s, &err) < 0) {
     fprintf(stderr, "error: %s\n", err->msg);
     ci_error_free(&err);
     return 1;

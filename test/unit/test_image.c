@@ -690,7 +690,7 @@ test_store_open(void **state)
 
   struct img_store *s2 = NULL;
   struct ci_error *err = NULL;
-  struct img_store_opts o = {IMG_OPAQUE_USER};
+  struct img_store_opts o = {IMG_OPAQUE_USER, 0};
   tl_ok(img_store_open(f->root, &o, &s2, &err), &err);
   img_store_free(s2);
   if (geteuid() == 0) {

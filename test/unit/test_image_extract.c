@@ -76,7 +76,7 @@ sb_extract(struct sandbox *sb, const char *data, size_t len, enum img_opaque_xat
            struct img__extract_result *res, struct ci_error **err)
 {
   struct memrd m = {data, len, 0, 0};
-  struct img__extract_opts o = {opaque, geteuid() == 0, NULL};
+  struct img__extract_opts o = {opaque, geteuid() == 0, NULL, 0};
   struct img__extract_result local;
   return img__extract(sb->fd, memrd_read, &m, &o, res ? res : &local, err);
 }
@@ -348,7 +348,7 @@ test_extract_cancel(void **state)
   cleanup_free char *tar = tb_finish(&t, &len);
   volatile sig_atomic_t cancel = 1;
   struct memrd m = {tar, len, 0, 0};
-  struct img__extract_opts o = {IMG_OPAQUE_USER, false, &cancel};
+  struct img__extract_opts o = {IMG_OPAQUE_USER, false, &cancel, 0};
   struct img__extract_result res;
   struct ci_error *err = NULL;
   int ret = img__extract(sb.fd, memrd_read, &m, &o, &res, &err);

@@ -1,0 +1,246 @@
+/* backends/runtime/copy.c - files in and out of a container: tar (libarchive) and cat.
+ *
+ * Host files are opened before joining the container, so every host path is resolved in the
+ * host's mount namespace and every container path in the container's (after chroot). */
+#include "runtime.h"
+#include "internal.h"
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+int
+rt_copy_in(const struct rt_file_opts *o, struct ci_error **err)
+{
+  cleanup_close int fd = open(o->tar, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return ci_error_make(err, -errno, "%s: %s", o->tar, strerror(errno));
+  if (rt__join(o->pid, false, err) < 0)
+    return -1;
+  umask(0);
+  struct archive *a = archive_read_new();
+  struct archive *w = archive_write_disk_new();
+  archive_read_support_format_tar(a);
+  archive_read_support_format_gnutar(a);
+  archive_read_support_filter_none(a);
+  archive_write_disk_set_options(
+      w, ARCHIVE_EXTRACT_OWNER | ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_TIME |
+             ARCHIVE_EXTRACT_SECURE_NODOTDOT | ARCHIVE_EXTRACT_SECURE_NOABSOLUTEPATHS |
+             ARCHIVE_EXTRACT_SECURE_SYMLINKS | ARCHIVE_EXTRACT_UNLINK);
+  int ret = 0;
+  if (archive_read_open_fd(a, fd, 65536) != ARCHIVE_OK) {
+    ret = ci_error_make(err, CI_EFAIL, "%s: %s", o->tar, archive_error_string(a));
+    goto out;
+  }
+  struct archive_entry *e;
+  for (;;) {
+    int r = archive_read_next_header(a, &e);
+    if (r == ARCHIVE_EOF)
+      break;
+    if (r < ARCHIVE_WARN) {
+      ret = ci_error_make(err, CI_EFAIL, "%s: %s", o->tar, archive_error_string(a));
+      goto out;
+    }
+    const char *name = archive_entry_pathname(e);
+    if (!name || name[0] == '/' || !strcmp(name, "..") || !strncmp(name, "../", 3) ||
+        strstr(name, "/../") || (strlen(name) >= 3 && !strcmp(name + strlen(name) - 3, "/.."))) {
+      ret = ci_error_make(err, CI_EFAIL, "%s: refusing entry '%s' (absolute or with '..')",
+                          o->tar, name ? name : "");
+      goto out;
+    }
+    const char *hl = archive_entry_hardlink(e);
+    if (hl && (hl[0] == '/' || strstr(hl, ".."))) {
+      ret = ci_error_make(err, CI_EFAIL, "%s: refusing hard link '%s' -> '%s'", o->tar, name, hl);
+      goto out;
+    }
+    r = archive_write_header(w, e);
+    if (r < ARCHIVE_WARN) {
+      ret = ci_error_make(err, CI_EFAIL, "%s: %s", name, archive_error_string(w));
+      goto out;
+    }
+    if (archive_entry_size(e) > 0) {
+      const void *buf;
+      size_t size;
+      la_int64_t off;
+      while ((r = archive_read_data_block(a, &buf, &size, &off)) == ARCHIVE_OK) {
+        if (archive_write_data_block(w, buf, size, off) < ARCHIVE_WARN) {
+          ret = ci_error_make(err, CI_EFAIL, "%s: %s", name, archive_error_string(w));
+          goto out;
+        }
+      }
+      if (r != ARCHIVE_EOF) {
+        ret = ci_error_make(err, CI_EFAIL, "%s: %s", o->tar, archive_error_string(a));
+        goto out;
+      }
+    }
+    if (archive_write_finish_entry(w) < ARCHIVE_WARN) {
+      ret = ci_error_make(err, CI_EFAIL, "%s: %s", name, archive_error_string(w));
+      goto out;
+    }
+  }
+  if (archive_write_close(w) < ARCHIVE_WARN)
+    ret = ci_error_make(err, CI_EFAIL, "%s", archive_error_string(w));
+out:
+  archive_read_free(a);
+  archive_write_free(w);
+  return ret;
+}
+
+int
+rt_copy_out(const struct rt_file_opts *o, struct ci_error **err)
+{
+  cleanup_close int fd = open(o->tar, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
+                              0600);
+  if (fd < 0)
+    return ci_error_make(err, -errno, "%s: %s", o->tar, strerror(errno));
+  if (rt__join(o->pid, false, err) < 0)
+    return -1;
+  struct stat st;
+  if (lstat(o->path, &st) < 0)
+    return ci_error_make(err, -errno, "%s: %s", o->path, strerror(errno));
+  /* Entries are named like docker cp: the basename of PATH, then what is below it. */
+  cleanup_free char *copy = xstrdup(o->path);
+  size_t pl = strlen(copy);
+  while (pl > 1 && copy[pl - 1] == '/')
+    copy[--pl] = '\0';
+  const char *base = strrchr(copy, '/');
+  base = base && base[1] ? base + 1 : (pl == 1 ? "." : copy);
+  struct archive *disk = archive_read_disk_new();
+  struct archive *w = archive_write_new();
+  archive_read_disk_set_symlink_physical(disk);
+  archive_read_disk_set_standard_lookup(disk);
+  archive_write_set_format_pax_restricted(w);
+  archive_write_set_bytes_in_last_block(w, 1);
+  int ret = 0;
+  struct archive_entry *e = NULL;
+  if (archive_write_open_fd(w, fd) != ARCHIVE_OK ||
+      archive_read_disk_open(disk, copy) != ARCHIVE_OK) {
+    ret = ci_error_make(err, CI_EFAIL, "%s: %s", o->path,
+                        archive_error_string(disk) ? archive_error_string(disk)
+                                                   : archive_error_string(w));
+    goto out;
+  }
+  e = archive_entry_new();
+  for (;;) {
+    archive_entry_clear(e);
+    int r = archive_read_next_header2(disk, e);
+    if (r == ARCHIVE_EOF)
+      break;
+    if (r < ARCHIVE_WARN) {
+      ret = ci_error_make(err, CI_EFAIL, "%s: %s", o->path, archive_error_string(disk));
+      goto out;
+    }
+    archive_read_disk_descend(disk);
+    const char *p = archive_entry_pathname(e);
+    const char *rest = p + strlen(copy);
+    if (strncmp(p, copy, strlen(copy)) != 0)
+      rest = "";
+    cleanup_free char *name = xasprintf("%s%s", base, rest);
+    archive_entry_set_pathname(e, name);
+    if (archive_write_header(w, e) < ARCHIVE_WARN) {
+      ret = ci_error_make(err, CI_EFAIL, "%s: %s", p, archive_error_string(w));
+      goto out;
+    }
+    if (archive_entry_filetype(e) == AE_IFREG && archive_entry_size(e) > 0) {
+      const char *src = archive_entry_sourcepath(e);
+      int ffd = open(src ? src : p, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+      if (ffd < 0) {
+        ret = ci_error_make(err, -errno, "%s: %s", p, strerror(errno));
+        goto out;
+      }
+      char buf[65536];
+      la_int64_t left = archive_entry_size(e);
+      while (left > 0) {
+        ssize_t n = read(ffd, buf, sizeof buf);
+        if (n < 0 && errno == EINTR)
+          continue;
+        if (n <= 0)
+          break;
+        if (n > left)
+          n = (ssize_t)left;
+        if (archive_write_data(w, buf, (size_t)n) < 0) {
+          close(ffd);
+          ret = ci_error_make(err, CI_EFAIL, "%s: %s", o->tar, archive_error_string(w));
+          goto out;
+        }
+        left -= n;
+      }
+      close(ffd);
+      /* A file that shrank meanwhile: pad with zeros to keep the archive valid. */
+      memset(buf, 0, sizeof buf);
+      while (left > 0) {
+        size_t n = left > (la_int64_t)sizeof buf ? sizeof buf : (size_t)left;
+        archive_write_data(w, buf, n);
+        left -= (la_int64_t)n;
+      }
+    }
+  }
+  if (archive_write_close(w) != ARCHIVE_OK)
+    ret = ci_error_make(err, CI_EFAIL, "%s: %s", o->tar, archive_error_string(w));
+out:
+  if (e)
+    archive_entry_free(e);
+  archive_read_free(disk);
+  archive_write_free(w);
+  return ret;
+}
+
+int
+rt_cat(const struct rt_file_opts *o, int out_fd, struct ci_error **err)
+{
+  if (rt__join(o->pid, false, err) < 0)
+    return -1;
+  cleanup_close int fd = open(o->path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return ci_error_make(err, -errno, "%s: %s", o->path, strerror(errno));
+  struct stat st;
+  if (fstat(fd, &st) < 0)
+    return ci_error_make(err, -errno, "%s: %s", o->path, strerror(errno));
+  if (S_ISDIR(st.st_mode))
+    return ci_error_make(err, -EISDIR, "%s: %s", o->path, strerror(EISDIR));
+  if (S_ISREG(st.st_mode) && (uint64_t)st.st_size > o->max)
+    return ci_error_make(err, -EFBIG, "%s: larger than %llu bytes", o->path,
+                         (unsigned long long)o->max);
+  /* Read it all first (within max) so nothing is written for a file that turns out too big. */
+  struct ci_buf b = CI_BUF_INIT;
+  char buf[65536];
+  for (;;) {
+    ssize_t n = read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0) {
+      int e = errno;
+      ci_buf_release(&b);
+      return ci_error_make(err, -e, "%s: %s", o->path, strerror(e));
+    }
+    if (n == 0)
+      break;
+    if (b.len + (size_t)n > o->max) {
+      ci_buf_release(&b);
+      return ci_error_make(err, -EFBIG, "%s: larger than %llu bytes", o->path,
+                           (unsigned long long)o->max);
+    }
+    ci_buf_add(&b, buf, (size_t)n);
+  }
+  size_t off = 0;
+  while (off < b.len) {
+    ssize_t n = write(out_fd, b.s + off, b.len - off);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0) {
+      int e = errno;
+      ci_buf_release(&b);
+      return ci_error_make(err, -e, "writing %s: %s", o->path, strerror(e));
+    }
+    off += (size_t)n;
+  }
+  ci_buf_release(&b);
+  return 0;
+}
