@@ -186,6 +186,18 @@ YML
 crun
 expect_rc 0 "CIRRUS_ENV"; expect_out "FOO_TOKEN=from-step NOT_CARRIED=unset"
 
+# --- CIRRUS_ENV is read inside the container: a symlink to a host path reads nothing of the host
+secret=$TMPROOT/host-secret.env
+echo "HOST_SECRET=leaked" >"$secret"
+chmod 0644 "$secret"
+newproj <<YML
+task:
+  link_script: rm -f \$CIRRUS_ENV; ln -s $secret \$CIRRUS_ENV
+  use_script: echo "SECRET=\${HOST_SECRET:-none}"
+YML
+crun
+expect_rc 0 "CIRRUS_ENV symlink"; expect_out "SECRET=none"
+
 # --- background_script runs beside and is killed (B30); file instruction (B31)
 newproj <<'YML'
 env:
