@@ -239,7 +239,7 @@ X -- cat /proc/1/comm
 checks=$((checks + 1)); [[ $out == cirrus-init ]] || fail "pid 1 is '$out'"
 X -- ps -o pid,comm
 checks=$((checks + 1)); [[ $(wc -l <<<"$out") == 3 ]] || fail "ps shows more than init and ps: $out"
-X -- cat /proc/1/cmdline
+X -- sh -c "tr \"\\\\0\" \" \" </proc/1/cmdline"
 checks=$((checks + 1)); [[ $out != *"$rdir"* ]] || fail "pid 1's command line shows the run dir"
 
 # Only the asked host paths are visible.
