@@ -59,7 +59,8 @@ struct backend_container_spec {
   } *mounts;
   size_t nmounts;
   /* The main process: NULL = an idle process that keeps the container alive (steps run
-   * through exec); else argv of a service (additional containers). */
+   * through exec); else argv of a service (additional containers), where an empty argv
+   * (argv[0] == NULL) runs the image's own command. */
   const char *const *argv;
   const struct cfg_env *env; /* container environment (services), or NULL */
   /* Join the network namespace of this container (additional containers), or NULL. */

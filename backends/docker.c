@@ -181,7 +181,14 @@ on_pulled(struct engine_req *req, const struct ci_error *err, void *data)
 {
   struct img_op *op = data;
   if (err) {
-    img_finish(op, NULL, err);
+    /* Say what to try next; the engine's answer stays for the details. */
+    struct ci_error *e = NULL;
+    ci_error_make(&e, err->code,
+                  "%s; check the image name and that its registry is reachable (`%s pull %s` "
+                  "shows the same error)",
+                  err->msg, op->d->ep.name, op->ref);
+    img_finish(op, NULL, e);
+    ci_error_free(&e);
     return;
   }
   op->pulled = true;
@@ -230,7 +237,9 @@ on_inspected(struct engine_req *req, long status, json_t *json, const struct ci_
     }
     if (missing && op->policy == BACKEND_PULL_NEVER) {
       struct ci_error e = {.code = -ENOENT, .msg = NULL};
-      e.msg = xasprintf("image %s is not present and --pull=never forbids pulling it", op->ref);
+      e.msg = xasprintf("image %s is not present locally and --pull=never forbids pulling it; "
+                        "pull it first (`%s pull %s`) or run without --pull=never",
+                        op->ref, op->d->ep.name, op->ref);
       img_finish(op, NULL, &e);
       free(e.msg);
       return;

@@ -60,6 +60,7 @@ struct engine_req {
   CURL *easy;                 /* owned */
   struct curl_slist *headers; /* owned */
   char *desc;                 /* owned: "docker POST /v1.41/containers/create" */
+  uint64_t t0;                /* uv_hrtime() at the start, for the debug log */
   char *url;                  /* owned */
   char *socket_path;          /* owned, NULL for TCP */
   char *endpoint_url;         /* owned: "unix:///var/run/docker.sock" */
@@ -374,8 +375,14 @@ req_finish(struct engine_req *req, CURLcode rc)
   }
   resp.body = ci_buf_str(&req->body);
   resp.body_len = req->body.len;
-  if (err && ci_log_enabled(CI_LOG_DEBUG))
-    ci_log_debug("%s", err->msg);
+  /* -v / --debug: every API call with its status and how long it took. */
+  if (ci_log_enabled(CI_LOG_DEBUG)) {
+    double ms = (double)(uv_hrtime() - req->t0) / 1e6;
+    if (err)
+      ci_log_debug("%s (%.1f ms)", err->msg, ms);
+    else
+      ci_log_debug("%s: HTTP %ld in %.1f ms", req->desc, resp.status, ms);
+  }
 
   req->on_done(req, &resp, err, req->data);
   ci_error_free(&err);
@@ -767,6 +774,7 @@ engine_req_start(struct engine_http *http, const struct engine_endpoint *ep,
   struct engine_req *req = xcalloc(1, sizeof(*req));
   req->http = http;
   req->desc = xasprintf("%s %s %s", name, o->method, o->path);
+  req->t0 = uv_hrtime();
   req->url = xasprintf("%s%s", ep->base_url, o->path);
   req->socket_path = ep->socket_path ? xstrdup(ep->socket_path) : NULL;
   req->endpoint_url = xstrdup(ep->url);

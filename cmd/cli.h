@@ -51,5 +51,7 @@ int cli_cmd_run(int argc, char **argv);
 int cli_cmd_validate(int argc, char **argv);
 int cli_cmd_tasks(int argc, char **argv);
 int cli_cmd_images(int argc, char **argv);
+int cli_cmd_clean(int argc, char **argv);
+int cli_cmd_graph(int argc, char **argv);
 
 #endif

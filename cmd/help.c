@@ -22,15 +22,21 @@ const struct cli_command cli_commands[] = {
      "  -p, --parallel N            run up to N independent tasks at once (default: CPUs;\n"
      "                              -p 1 runs them one by one, lowest id first)\n"
      "  -o, --output MODE           auto, interactive, simple, github-actions, travis,\n"
-     "                              teamcity (auto: from the CI environment and the terminal)\n"
-     "  -v, --verbose               more messages (container ids, API calls)\n"
-     "      --debug                 as -v, plus internal diagnostics\n"
+     "                              teamcity, json (auto: from the CI environment and the\n"
+     "                              terminal; json: one event per line, see docs/json-output.md)\n"
+     "  -v, --verbose               more messages: container ids, every engine API call with\n"
+     "                              its HTTP status and duration (on stderr)\n"
+     "      --debug                 as -v, plus internal diagnostics (what the project copy\n"
+     "                              leaves out)\n"
      "      --dirty                 bind-mount the project read-write instead of copying it\n"
      "      --container-backend B   auto, docker, podman or builtin (default auto, or\n"
      "                              $CIRRUS_CONTAINER_BACKEND); auto tries them in that order\n"
      "      --pull POLICY           missing (default), always or never\n"
      "      --lazy-pull             the same as --pull=missing (upstream's flag)\n"
      "      --debug-no-cleanup      keep the containers and print how to remove them\n"
+     "      --artifacts-dir DIR     store artifacts at DIR/<task>/<artifact>/<path>\n"
+     "      --junit FILE            write a JUnit XML report to FILE (one testcase per task,\n"
+     "                              failures with the end of their log)\n"
      "\n"
      "TASK selects tasks whose name or alias, case-insensitively, starts the argument; the\n"
      "rest of the argument is labels that must match (\"test VERSION:1.14\").  Selected tasks\n"
@@ -49,6 +55,29 @@ const struct cli_command cli_commands[] = {
     {"tasks", "list the tasks of a configuration", "cirrus tasks [options]",
      CONFIG_OPTIONS "      --json                  print the resolved tasks as JSON\n",
      cli_cmd_tasks},
+    {"graph", "print the task graph as a tree or in Graphviz DOT",
+     "cirrus graph [options] [TASK...]",
+     CONFIG_OPTIONS
+     "      --format F              tree (default): each task that nothing depends on, with\n"
+     "                              its dependencies indented below it; dot: a Graphviz\n"
+     "                              digraph, edges from a dependency to its dependent\n"
+     "                              (`cirrus graph --format dot | dot -Tsvg >graph.svg`)\n"
+     "\n"
+     "TASK filters the tasks as `cirrus run` does: the graph shows what that run would run.\n",
+     cli_cmd_graph},
+    {"clean", "remove the containers and volumes that killed runs left behind",
+     "cirrus clean [options]",
+     "      --container-backend B   clean only B: docker, podman or builtin (default auto:\n"
+     "                              every backend that is available)\n"
+     "      --run-id ID             only what the run ID left (the id `-o json` reports and\n"
+     "                              containers carry as the label dev.cirrus.run-id)\n"
+     "  -v, --verbose               say which backends were looked at\n"
+     "\n"
+     "Every container and volume of a run is labelled dev.cirrus.run-id; a run that was\n"
+     "killed (SIGKILL, a crash) cannot remove them itself.  clean removes them and prints\n"
+     "each one, or \"nothing to remove\".  Do not run it without --run-id while other runs\n"
+     "are in progress: their containers carry the label too.\n",
+     cli_cmd_clean},
     {"images", "list and manage the built-in backend's images",
      "cirrus images [ls | pull REF... | tag SOURCE NAME | rm REF... | prune]",
      "  -v, --verbose               more messages\n"
@@ -70,24 +99,26 @@ cli_find_command(const char *name)
   return NULL;
 }
 
+const char cli_summary[] = "run the CI tasks of a .cirrus.yml locally, in containers";
+const char cli_main_options[] = "      --version   print the version\n"
+                                "      --debug     verbose diagnostics\n"
+                                "  -h, --help      show this help\n";
+const char cli_exit_statuses[] =
+    "  0  success: every task succeeded, was skipped or was allowed to fail\n"
+    "  1  invalid configuration, or a task failed, or another runtime error\n"
+    "  2  bad command line\n"
+    "  130, 143  interrupted by SIGINT (Ctrl-C) or SIGTERM\n";
+
 void
 cli_help_main(FILE *out)
 {
-  fprintf(out, "cirrus - run the CI tasks of a .cirrus.yml locally, in containers\n\n"
-               "Usage: cirrus [--debug] COMMAND [options]\n\nCommands:\n");
+  fprintf(out, "cirrus - %s\n\nUsage: cirrus [--debug] COMMAND [options]\n\nCommands:\n",
+          cli_summary);
   for (const struct cli_command *c = cli_commands; c->name; c++)
     fprintf(out, "  %-10s %s\n", c->name, c->summary);
   fprintf(out, "  %-10s %s\n", "help", "show help for a command");
-  fprintf(out, "\nOptions:\n"
-               "      --version   print the version\n"
-               "      --debug     verbose diagnostics\n"
-               "  -h, --help      show this help\n"
-               "\nExit status:\n"
-               "  0  success\n"
-               "  1  invalid configuration, or a task failed, or another runtime error\n"
-               "  2  bad command line\n"
-               "  130, 143  interrupted by SIGINT (Ctrl-C) or SIGTERM\n"
-               "\nRun `cirrus help COMMAND` for the options of a command.\n");
+  fprintf(out, "\nOptions:\n%s\nExit status:\n%s", cli_main_options, cli_exit_statuses);
+  fprintf(out, "\nRun `cirrus help COMMAND` for the options of a command.\n");
 }
 
 int

@@ -50,6 +50,10 @@ main(int argc, char **argv)
     }
     return CLI_EXIT_OK;
   }
+  if (!strcmp(cmd, "__complete"))
+    return cli_cmd_complete(argc - i, argv + i);
+  if (!strcmp(cmd, "__man"))
+    return cli_cmd_man(argc - i, argv + i);
   const struct cli_command *c = cli_find_command(cmd);
   if (!c) {
     cli_error("unknown command '%s' (see `cirrus help`)", cmd);

@@ -51,6 +51,8 @@ struct out {
   size_t order_alloc;
   size_t *order; /* task indices in the order they started */
   size_t norder;
+  struct out_json *json; /* json mode */
+  double run_t0;
 };
 
 int
@@ -73,9 +75,10 @@ out_mode_parse(const char *s, enum out_mode *mode)
   static const struct {
     const char *name;
     enum out_mode mode;
-  } names[] = {{"simple", OUT_SIMPLE},        {"github-actions", OUT_GITHUB},
-               {"travis", OUT_TRAVIS},        {"teamcity", OUT_TEAMCITY},
-               {"interactive", OUT_INTERACTIVE}, {"noemoji", OUT_INTERACTIVE}};
+  } names[] = {
+      {"simple", OUT_SIMPLE},     {"github-actions", OUT_GITHUB},   {"travis", OUT_TRAVIS},
+      {"teamcity", OUT_TEAMCITY}, {"interactive", OUT_INTERACTIVE}, {"noemoji", OUT_INTERACTIVE},
+      {"json", OUT_JSON}};
   for (size_t i = 0; i < CI_ARRAY_SIZE(names); i++)
     if (!strcmp(s, names[i].name)) {
       *mode = names[i].mode;
@@ -87,8 +90,8 @@ out_mode_parse(const char *s, enum out_mode *mode)
 const char *
 out_mode_name(enum out_mode mode)
 {
-  static const char *const n[] = {"simple", "github-actions", "travis", "teamcity",
-                                  "interactive"};
+  static const char *const n[] = {"simple",   "github-actions", "travis",
+                                  "teamcity", "interactive",    "json"};
   return n[mode];
 }
 
@@ -135,6 +138,9 @@ out_new(enum out_mode mode, FILE *f, unsigned parallel, bool color, bool verbose
   if (!lang || !*lang)
     lang = getenv("LANG");
   o->utf8 = lang && (strstr(lang, "UTF-8") || strstr(lang, "utf8") || strstr(lang, "UTF8"));
+  if (mode == OUT_JSON)
+    o->json = out_json_new(f, verbose);
+  o->run_t0 = (double)uv_hrtime() / 1e9;
   return o;
 }
 
@@ -308,6 +314,15 @@ simple_event(struct out *o, const struct sched_event *ev)
     flush_partial(o, tv);
     emitf(o, tv, "%.*s\n", (int)ev->len, ev->text);
     break;
+  case SCHED_ANNOTATION:
+    /* Annotations (junit, ...) become workflow commands under GitHub Actions only. */
+    if (o->mode == OUT_GITHUB) {
+      char *cmd = artifacts_annotation_github(ev->annotation);
+      flush_partial(o, tv);
+      emitf(o, tv, "%s\n", cmd);
+      free(cmd);
+    }
+    break;
   case SCHED_SCOPE_FINISHED:
     flush_partial(o, tv);
     out_format_duration(ev->seconds, dur, sizeof(dur));
@@ -459,6 +474,8 @@ interactive_event(struct out *o, const struct sched_event *ev)
     sv->t0 = wall();
     break;
   }
+  case SCHED_ANNOTATION:
+    break;
   case SCHED_OUTPUT:
   case SCHED_MESSAGE: {
     if (ev->kind == SCHED_MESSAGE && ev->level >= CI_LOG_DEBUG && !o->verbose)
@@ -499,7 +516,9 @@ void
 out_event(const struct sched_event *ev, void *data)
 {
   struct out *o = data;
-  if (o->mode == OUT_INTERACTIVE)
+  if (o->json)
+    out_json_event(o->json, ev);
+  else if (o->mode == OUT_INTERACTIVE)
     interactive_event(o, ev);
   else
     simple_event(o, ev);
@@ -534,10 +553,26 @@ out_stop(struct out *o)
 }
 
 void
+out_run_started(struct out *o, const char *run_id, const char *backend, const struct graph *g)
+{
+  o->run_t0 = (double)uv_hrtime() / 1e9;
+  if (o->json)
+    out_json_run_started(o->json, run_id, backend, g);
+}
+
+void
+out_run_finished(struct out *o, int status, const char *failure)
+{
+  if (o->json)
+    out_json_run_finished(o->json, status, failure, (double)uv_hrtime() / 1e9 - o->run_t0);
+}
+
+void
 out_free(struct out *o)
 {
   if (!o)
     return;
+  out_json_free(o->json);
   for (size_t i = 0; i < o->ntasks; i++) {
     struct task_view *tv = &o->tasks[i];
     free(tv->scope);

@@ -1,6 +1,7 @@
 /* cmd/run.c - `cirrus run [options] [TASK...]`. */
 #include "cli.h"
 #include "help.h"
+#include "junit.h"
 #include "output.h"
 #include "backends/backend.h"
 #include "common/log.h"
@@ -12,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <libgen.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +34,7 @@ enum {
   OPT_HEARTBEAT,
   OPT_DEBUG,
   OPT_PUSH,
+  OPT_JUNIT,
   OPT_HELP,
 };
 
@@ -57,6 +60,7 @@ static const struct option longopts[] = {
     {"debug-no-cleanup", no_argument, NULL, OPT_NO_CLEANUP},
     {"artifacts-dir", required_argument, NULL, OPT_ARTIFACTS_DIR},
     {"heartbeat-timeout", required_argument, NULL, OPT_HEARTBEAT},
+    {"junit", required_argument, NULL, OPT_JUNIT},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
 };
@@ -70,6 +74,8 @@ struct run_args {
   bool verbose, dirty, no_cleanup;
   const char *backend;
   enum backend_pull_policy pull;
+  const char *artifacts_dir;
+  const char *junit; /* --junit FILE, or NULL */
 };
 
 static int
@@ -131,10 +137,12 @@ parse_args(int argc, char **argv, struct run_args *a)
       break;
     case 'v':
       a->verbose = true;
+      if (!ci_log_enabled(CI_LOG_DEBUG))
+        ci_log_set_level(CI_LOG_DEBUG); /* API calls with their timings */
       break;
     case OPT_DEBUG:
       a->verbose = true;
-      ci_log_set_level(CI_LOG_DEBUG);
+      ci_log_set_level(CI_LOG_TRACE);
       break;
     case OPT_DIRTY:
       a->dirty = true;
@@ -160,7 +168,28 @@ parse_args(int argc, char **argv, struct run_args *a)
     case OPT_NO_CLEANUP:
       a->no_cleanup = true;
       break;
+    case OPT_JUNIT: {
+      /* Fail now rather than after the run when the report cannot be written there. */
+      char *copy = xstrdup(optarg);
+      const char *dir = dirname(copy);
+      bool ok = *optarg && access(dir, W_OK) == 0;
+      int e = errno;
+      if (!ok)
+        cli_error("run: --junit %s: cannot write in '%s': %s", optarg, dir,
+                  *optarg ? strerror(e) : "empty file name");
+      free(copy);
+      if (!ok)
+        return -1;
+      a->junit = optarg;
+      break;
+    }
     case OPT_ARTIFACTS_DIR:
+      if (!*optarg) {
+        cli_error("run: --artifacts-dir needs a directory");
+        return -1;
+      }
+      a->artifacts_dir = optarg;
+      break;
     case OPT_HEARTBEAT:
       break; /* accepted for compatibility; see `cirrus run --help` */
     case 'h':
@@ -199,7 +228,7 @@ struct tars {
 
 static int
 build_tars(const struct graph *g, const char *project, const struct cfg_env *base,
-           const struct cfg_env *user, struct tars *out, struct ci_error **err)
+           const struct cfg_env *user, bool dirty, struct tars *out, struct ci_error **err)
 {
   const char *tmp = getenv("TMPDIR");
   char *dir = xasprintf("%s/cirrus-run-XXXXXX", tmp && *tmp ? tmp : "/tmp");
@@ -211,9 +240,10 @@ build_tars(const struct graph *g, const char *project, const struct cfg_env *bas
     return r;
   }
   out->dir = dir;
-  for (size_t i = 0; i < g->n; i++) {
+  for (size_t i = 0; i < g->n && !dirty; i++) {
     const struct graph_node *nd = &g->nodes[i];
-    if (nd->state == GRAPH_EXCLUDED || nd->task->instance != CFG_INSTANCE_CONTAINER)
+    if (nd->state == GRAPH_EXCLUDED ||
+        (nd->task->instance != CFG_INSTANCE_CONTAINER && nd->task->instance != CFG_INSTANCE_PIPE))
       continue;
     /* The working directory as the task will see it (image variables aside). */
     struct cfg_env env = CFG_ENV_INIT;
@@ -267,6 +297,38 @@ build_tars(const struct graph *g, const char *project, const struct cfg_env *bas
   return 0;
 }
 
+/* The build context of Dockerfile images: the project (as copied into containers) at the top
+ * of a tar, when a selected task builds one. */
+static int
+build_context(const struct graph *g, const char *project, struct tars *tars, char **out,
+              struct ci_error **err)
+{
+  bool need = false;
+  for (size_t i = 0; i < g->n && !need; i++)
+    need =
+        g->nodes[i].state != GRAPH_EXCLUDED && g->nodes[i].task->instance == CFG_INSTANCE_PREBUILT;
+  if (!need)
+    return 0;
+  char *path = xasprintf("%s/context.tar", tars->dir);
+  int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    int e = errno;
+    int r = ci_error_make(err, -e, "cannot create '%s': %s", path, strerror(e));
+    free(path);
+    return r;
+  }
+  int r = repo_tar_fd(project, NULL, fd, NULL, err);
+  if (close(fd) < 0 && r >= 0)
+    r = ci_error_make(err, -errno, "cannot write '%s': %s", path, strerror(errno));
+  if (r < 0) {
+    unlink(path);
+    free(path);
+    return ci_error_prefix(err, "cannot archive the build context");
+  }
+  *out = path;
+  return 0;
+}
+
 static void
 tars_release(struct tars *t)
 {
@@ -281,6 +343,21 @@ tars_release(struct tars *t)
     free(t->dir);
   }
   memset(t, 0, sizeof(*t));
+}
+
+/* Events go to the renderer and, with --junit, to the report. */
+struct run_sinks {
+  struct out *o;
+  struct junit *junit;
+};
+
+static void
+on_event(const struct sched_event *ev, void *data)
+{
+  struct run_sinks *k = data;
+  out_event(ev, k->o);
+  if (k->junit)
+    junit_event(k->junit, ev);
 }
 
 static void
@@ -300,8 +377,8 @@ cli_cmd_run(int argc, char **argv)
   }
   enum out_mode mode;
   if (out_mode_parse(a.output, &mode) < 0) {
-    cli_error("run: unknown output '%s' (use auto, interactive, simple, github-actions, travis "
-              "or teamcity)",
+    cli_error("run: unknown output '%s' (use auto, interactive, simple, github-actions, travis, "
+              "teamcity or json)",
               a.output);
     args_release(&a);
     return CLI_EXIT_USAGE;
@@ -313,8 +390,10 @@ cli_cmd_run(int argc, char **argv)
   struct graph g = {0};
   struct cfg_env base = CFG_ENV_INIT, user = CFG_ENV_INIT;
   struct tars tars = {0};
+  char *context = NULL;
   struct backend *b = NULL;
   struct out *o = NULL;
+  struct junit *junit = NULL;
   uv_loop_t loop;
   bool loop_ok = false;
   char project[PATH_MAX];
@@ -348,9 +427,12 @@ cli_cmd_run(int argc, char **argv)
     goto fail;
   run_uuid(uuid);
   run_env_base(&base, uuid);
-  if (repo_env_add(project, &base, &err) < 0)
-    goto fail;
-  if (!a.dirty && build_tars(&g, project, &base, &user, &tars, &err) < 0)
+  repo_lib_hold(); /* once for facts, ignore rules and the build context */
+  int failed = repo_env_add(project, &base, &err) < 0 ||
+              build_tars(&g, project, &base, &user, a.dirty, &tars, &err) < 0 ||
+              build_context(&g, project, &tars, &context, &err) < 0;
+  repo_lib_release();
+  if (failed)
     goto fail;
 
   if (uv_loop_init(&loop) < 0) {
@@ -359,8 +441,25 @@ cli_cmd_run(int argc, char **argv)
   }
   loop_ok = true;
   struct backend_options bo = {.name = a.backend, .verbose = a.verbose};
-  if (backend_open(&loop, &bo, &b, &err) < 0)
+  if (backend_open(&loop, &bo, &b, &err) < 0) {
+    /* What to do next depends on what was asked for. */
+    const char *hint =
+        !strcmp(a.backend, "docker")
+            ? "start dockerd, point DOCKER_HOST at it, or choose another backend with "
+              "--container-backend"
+        : !strcmp(a.backend, "podman")
+            ? "start `podman system service`, point CONTAINER_HOST at it, or choose another "
+              "backend with --container-backend"
+        : !strcmp(a.backend, "auto") ? "install and start docker or podman, or set "
+                                       "DOCKER_HOST / CONTAINER_HOST to a running engine"
+                                     : NULL;
+    if (hint && err) {
+      char *m = xasprintf("%s\n  hint: %s", err->msg, hint);
+      free(err->msg);
+      err->msg = m;
+    }
     goto fail;
+  }
   ci_log_debug("backend: %s", b->description);
 
   o = out_new(mode, stdout, a.parallel, cli_color(stdout), a.verbose);
@@ -394,16 +493,33 @@ cli_cmd_run(int argc, char **argv)
       .base_env = &base,
       .user_env = &user,
       .debug_no_cleanup = a.no_cleanup,
-      .on_event = out_event,
-      .event_data = o,
+      .artifacts_dir = a.artifacts_dir,
+      .build_context = context,
+      .on_event = on_event,
+      .event_data = NULL,
   };
+  if (a.junit) {
+    char *copy = xstrdup(project);
+    junit = junit_new(basename(copy));
+    free(copy);
+  }
+  struct run_sinks sinks = {.o = o, .junit = junit};
+  so.event_data = &sinks;
   struct sched_result res;
+  out_run_started(o, run_id, b->ops->name, &g);
   if (sched_run(&loop, b, &g, &so, &res, &err) < 0) {
     out_stop(o);
     goto fail;
   }
   out_stop(o);
   status = res.status;
+  out_run_finished(o, res.status, res.first_failure);
+  if (junit && junit_write(junit, a.junit, &err) < 0) {
+    sched_result_release(&res);
+    if (status == CLI_EXIT_OK)
+      status = CLI_EXIT_FAILURE;
+    goto fail;
+  }
   if (res.first_failure) {
     fflush(stdout);
     fprintf(stderr, "build failed: %s\n", res.first_failure);
@@ -426,6 +542,10 @@ out:
       ci_log_debug("event loop closed with handles still open");
   }
   out_free(o);
+  if (context)
+    unlink(context);
+  free(context);
+  junit_free(junit);
   tars_release(&tars);
   cfg_env_release(&base);
   cfg_env_release(&user);

@@ -14,6 +14,7 @@
 
 #include "backends/backend.h"
 #include "common/log.h"
+#include "runner/artifacts.h"
 #include "runner/graph.h"
 
 enum sched_event_kind {
@@ -23,6 +24,7 @@ enum sched_event_kind {
   SCHED_SCOPE_FINISHED,
   SCHED_OUTPUT,  /* text/len from a step (stream 1 or 2), in the current scope */
   SCHED_MESSAGE, /* a line from cirrus itself about the task (level) */
+  SCHED_ANNOTATION, /* annotation: parsed from an artifact with a format (junit, ...) */
 };
 
 enum sched_status {
@@ -45,6 +47,7 @@ struct sched_event {
   size_t len;
   int stream;
   enum ci_log_level level;
+  const struct artifacts_annotation *annotation; /* ANNOTATION, borrowed for the call */
 };
 
 typedef void (*sched_event_cb)(const struct sched_event *ev, void *data);
@@ -66,6 +69,14 @@ struct sched_options {
   const struct cfg_env *user_env; /* -e / --env-file */
   const char *working_dir;      /* default CIRRUS_WORKING_DIR: /tmp/cirrus-ci/working-dir */
   bool debug_no_cleanup;        /* keep containers (their ids are printed) */
+  /* --artifacts-dir: artifacts are stored at <dir>/<task>/<artifact>/<path>; NULL: not
+   * stored (formats are still parsed into annotations). */
+  const char *artifacts_dir;
+  /* The build context of Dockerfile images (a tar of the project, entries at its top);
+   * NULL when no selected task builds one. */
+  const char *build_context;
+  /* The directory holding "cirrus/" for caches; NULL: $XDG_CACHE_HOME, else ~/.cache. */
+  const char *cache_home;
   sched_event_cb on_event;
   void *event_data;
 };

@@ -1,14 +1,16 @@
 #!/bin/bash
 # Install the Debian 12 packages that cirrus needs, only those missing.
 #   scripts/deps.sh            build dependencies (compiler, cmake, -dev libraries)
-#   scripts/deps.sh --test     plus what the test suite needs (clang for sanitizers/fuzzing)
+#   scripts/deps.sh --test     plus what the test suite needs (clang for sanitizers/fuzzing;
+#                              xmllint, graphviz, tmux, zsh, fish, man for the reports,
+#                              graph, interactive-output, completion and man page tests)
 # Runs apt-get as root (through sudo when not root).  Idempotent.
 set -euo pipefail
 
 build=(gcc make cmake pkg-config git ca-certificates
        libyaml-dev libjansson-dev libcurl4-openssl-dev libgit2-dev libuv1-dev
        libpcre2-dev libssl-dev libarchive-dev)
-test=(clang libclang-rt-14-dev libcmocka-dev)
+test=(clang libclang-rt-14-dev libcmocka-dev python3 libxml2-utils graphviz tmux zsh fish man-db)
 
 want=("${build[@]}")
 for arg in "$@"; do

@@ -12,6 +12,8 @@ scripts/deps.sh --test
 echo "== engines" >&2
 engines_env=$(scripts/engines.sh)
 eval "$engines_env"
+echo "== example images" >&2
+eval "$(scripts/example-images.sh)"
 
 echo "== gcc build" >&2
 scripts/build.sh build -DCMAKE_C_COMPILER=gcc

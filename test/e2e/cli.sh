@@ -88,6 +88,68 @@ printf 'container:\n  image: alpine\n  colour: blue\ntask:\n  script: true\n' >w
 run "$CIRRUS" validate -f warn.yml
 expect_rc 0 "warnings only"; expect_err "warn.yml:3:3: warning: unknown field 'colour' in container is ignored"
 
+# cirrus graph: the tree (dependencies indented under what needs them) and Graphviz DOT, with
+# run's filters; cirrus tasks lists every task with its labels and dependencies.
+cat >graph.yml <<'YML'
+container:
+  image: alpine
+lint_task:
+  script: true
+test_task:
+  matrix:
+    - env: {V: 1}
+    - env: {V: 2}
+  depends_on: lint
+  script: true
+build_task:
+  depends_on: [lint, test]
+  allow_failures: true
+  script: true
+deploy_task:
+  depends_on: build
+  skip: true
+  script: true
+docs_task:
+  script: true
+YML
+LANG=C run "$CIRRUS" graph -f graph.yml
+expect_rc 0 "graph tree"
+want='deploy [skip]
+`-- build [may fail]
+    |-- lint
+    |-- test (V:1)
+    |   `-- lint
+    `-- test (V:2)
+        `-- lint
+docs'
+checks=$((checks + 1)); [[ $out == "$want" ]] || fail "graph tree: got
+$out"
+LANG=C.UTF-8 run "$CIRRUS" graph -f graph.yml --format tree
+expect_out "└── build [may fail]" "graph tree utf-8"; expect_out "│   └── lint" "graph tree utf-8"
+run "$CIRRUS" graph -f graph.yml --format dot
+expect_rc 0 "graph dot"
+expect_out 't1 [label="test\nV:1"];' "dot label"; expect_out "t0 -> t3;" "dot edge"
+expect_out 't4 [label="deploy", style="rounded,dashed"];' "dot skip"
+checks=$((checks + 1))
+if command -v dot >/dev/null; then
+  svg=$(dot -Tsvg <<<"$out" 2>&1) || fail "dot -Tsvg rejects the graph: $svg"
+  [[ $svg == *"<svg"* && $svg == *">deploy<"* ]] || fail "dot -Tsvg output: ${svg:0:300}"
+else
+  fail "graphviz is not installed (scripts/deps.sh --test installs it)"
+fi
+run "$CIRRUS" graph -f graph.yml build docs
+expect_rc 0 "graph with filters"
+checks=$((checks + 1)); [[ $out == $'build [may fail]\ndocs' ]] || fail "filtered graph (no dependencies): $out"
+run "$CIRRUS" graph -f graph.yml --format dot "test V:2"
+checks=$((checks + 1)); [[ $out == *t2* && $out != *t1* && $out != *"->"* ]] || fail "dot filter: $out"
+run "$CIRRUS" graph -f graph.yml nope
+expect_rc 1 "graph unknown filter"; expect_err "the tasks are: 'lint'"
+run "$CIRRUS" graph -f graph.yml --format png
+expect_rc 2 "graph --format png"; expect_err "--format wants dot or tree, not 'png'"
+run "$CIRRUS" tasks -f graph.yml
+expect_rc 0 "tasks"
+expect_out "1   test    V:1     lint (0)"; expect_out "[skip]"; expect_out "[allow_failures]"
+
 # -e and --env-file reach expansion; -e wins over the file; bare names pass through.
 cat >env.yml <<'YML'
 container:

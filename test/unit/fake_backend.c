@@ -1,6 +1,9 @@
 /* test/unit/fake_backend.c - see fake_backend.h. */
 #include "fake_backend.h"
 
+#include <archive.h>
+#include <archive_entry.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,6 +30,7 @@ struct fake_op {
   backend_file_cb file_cb;
   char *id;
   bool fail;
+  int code; /* of the error; 0 = CI_EFAIL */
   char *errmsg;
   /* exec */
   struct ci_strv lines;
@@ -96,7 +100,7 @@ static void
 fire(uv_timer_t *t)
 {
   struct fake_op *op = t->data;
-  struct ci_error e = {.code = CI_EFAIL, .msg = op->errmsg};
+  struct ci_error e = {.code = op->code ? op->code : CI_EFAIL, .msg = op->errmsg};
   const struct ci_error *err = op->fail ? &e : NULL;
   switch (op->kind) {
   case OP_IMAGE: {
@@ -152,6 +156,11 @@ f_image(struct backend *b, const char *ref, enum backend_pull_policy policy,
   if (!ref || (fb->fail_pull_image && !strcmp(ref, fb->fail_pull_image))) {
     op->fail = true;
     op->errmsg = xasprintf("manifest for %s not found", ref ? ref : "(null)");
+  } else if ((ci_strv_contains(&fb->absent, ref) || ci_strv_contains(&fb->absent, "*")) &&
+             !ci_strv_contains(&fb->built, ref)) {
+    op->fail = true;
+    op->code = -ENOENT;
+    op->errmsg = xasprintf("image %s is not present", ref);
   }
   uv_timer_start(&op->timer, fire, 0, 0);
   return 0;
@@ -167,6 +176,11 @@ f_create(struct backend *b, const struct backend_container_spec *spec, backend_i
   if (fb->concurrent > fb->max_concurrent)
     fb->max_concurrent = fb->concurrent;
   ci_strv_push_take(&fb->log, xasprintf("create %s", spec->name));
+  if (spec->network_of)
+    ci_strv_push_take(&fb->log, xasprintf("  network of %s", spec->network_of));
+  for (size_t i = 0; i < spec->nvolumes; i++)
+    ci_strv_push_take(&fb->log, xasprintf("  volume %s at %s", spec->volumes[i].name,
+                                          spec->volumes[i].container_path));
   struct fake_op *op = op_new(fb, OP_ID, data);
   op->id_cb = cb;
   op->id = xasprintf("id-%s", spec->name);
@@ -282,6 +296,8 @@ f_exec(struct backend *b, const char *id, const struct backend_exec_spec *spec,
         o->killed = true;
         uv_timer_start(&o->timer, run_exec, 0, 0);
       }
+  } else if (argv[3] && !strcmp(argv[3], "cirrus-internal")) {
+    ci_strv_push(&fb->log, "exec internal");
   } else if (argv[3] && !strcmp(argv[3], "cirrus-file")) {
     ci_strv_push_take(&fb->log, xasprintf("file %s=%s", argv[4], argv[5]));
   } else if (argv[3] && !strcmp(argv[3], "cirrus-step")) {
@@ -338,6 +354,78 @@ f_remove(struct backend *b, const char *id, backend_done_cb cb, void *data)
   return 0;
 }
 
+static int
+f_done_op(struct backend *b, char *logline, backend_done_cb cb, void *data)
+{
+  struct fake_backend *fb = fake_backend_get(b);
+  ci_strv_push_take(&fb->log, logline);
+  struct fake_op *op = op_new(fb, OP_DONE, data);
+  op->done_cb = cb;
+  uv_timer_start(&op->timer, fire, 0, 0);
+  return 0;
+}
+
+static int
+f_copy_out(struct backend *b, const char *id, const char *path, const char *tar_path,
+           backend_done_cb cb, void *data)
+{
+  const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+  struct archive *a = archive_write_new();
+  archive_write_set_format_pax_restricted(a);
+  if (archive_write_open_filename(a, tar_path) != ARCHIVE_OK) {
+    archive_write_free(a);
+    return -EIO;
+  }
+  struct archive_entry *e = archive_entry_new();
+  char *name = xasprintf("%s/", base);
+  archive_entry_set_pathname(e, name);
+  archive_entry_set_filetype(e, AE_IFDIR);
+  archive_entry_set_perm(e, 0755);
+  archive_write_header(a, e);
+  free(name);
+  archive_entry_clear(e);
+  name = xasprintf("%s/f.txt", base);
+  archive_entry_set_pathname(e, name);
+  archive_entry_set_filetype(e, AE_IFREG);
+  archive_entry_set_perm(e, 0644);
+  archive_entry_set_size(e, 5);
+  archive_write_header(a, e);
+  archive_write_data(a, "fake\n", 5);
+  free(name);
+  archive_entry_free(e);
+  archive_write_close(a);
+  archive_write_free(a);
+  return f_done_op(b, xasprintf("copy_out %s %s", id, path), cb, data);
+}
+
+static int
+f_volume_create(struct backend *b, const char *name, const char *run_id, backend_done_cb cb,
+                void *data)
+{
+  (void)run_id;
+  fake_backend_get(b)->volumes_alive++;
+  return f_done_op(b, xasprintf("volume %s", name), cb, data);
+}
+
+static int
+f_volume_remove(struct backend *b, const char *name, backend_done_cb cb, void *data)
+{
+  fake_backend_get(b)->volumes_alive--;
+  return f_done_op(b, xasprintf("rmvolume %s", name), cb, data);
+}
+
+static int
+f_image_build(struct backend *b, const struct backend_build_spec *spec,
+              backend_progress_cb on_progress, backend_done_cb cb, void *data)
+{
+  struct fake_backend *fb = fake_backend_get(b);
+  fb->builds++;
+  ci_strv_push(&fb->built, spec->tag);
+  if (on_progress)
+    on_progress(data, "Step 1/1 : FROM scratch");
+  return f_done_op(b, xasprintf("build %s %s", spec->tag, spec->dockerfile), cb, data);
+}
+
 static void
 f_close(struct backend *b, void (*on_closed)(void *data), void *data)
 {
@@ -354,6 +442,10 @@ static const struct backend_ops fake_ops = {
     .exec = f_exec,
     .read_file = f_read_file,
     .container_remove = f_remove,
+    .image_build = f_image_build,
+    .volume_create = f_volume_create,
+    .volume_remove = f_volume_remove,
+    .copy_out = f_copy_out,
     .close = f_close,
 };
 
@@ -378,6 +470,8 @@ fake_backend_free(struct backend *b)
     free(f);
   }
   ci_strv_release(&fb->log);
+  ci_strv_release(&fb->absent);
+  ci_strv_release(&fb->built);
   free(fb->base.description);
   free(fb);
 }

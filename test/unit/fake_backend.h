@@ -5,6 +5,9 @@
  *   echo K=V >> $CIRRUS_ENV   record K=V in the step's $CIRRUS_ENV file
  *   exit N / false / true
  *   sleep MS         wait MS milliseconds (a kill exec interrupts it)
+ * Internal execs (listing, port wait) print nothing and succeed.  copy_out writes a tar holding
+ * "<basename>/f.txt" ("fake\n"); volumes and builds are logged ("volume NAME", "rmvolume NAME",
+ * "build TAG").
  * Every callback is delivered asynchronously through a zero-delay timer.
  */
 #ifndef FAKE_BACKEND_H
@@ -21,6 +24,10 @@ struct fake_backend {
   struct fake_op *ops;                 /* pending timers */
   unsigned open_handles;
   void *files;                         /* CIRRUS_ENV contents by path */
+  /* Images that are absent (image_prepare fails with -ENOENT) until image_build makes them;
+   * "*" = every image that was not built. */
+  struct ci_strv absent, built;
+  unsigned builds, volumes_alive;
 };
 
 struct backend *fake_backend_new(uv_loop_t *loop);

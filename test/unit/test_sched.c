@@ -13,6 +13,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 struct rec {
   struct ci_buf out;
@@ -41,6 +42,10 @@ on_event(const struct sched_event *ev, void *data)
     break;
   case SCHED_SCOPE_STARTED:
     break;
+  case SCHED_ANNOTATION:
+    ci_strv_push_take(&r->events,
+                      xasprintf("%s: annotation %s", ev->task->name, ev->annotation->message));
+    break;
   case SCHED_SCOPE_FINISHED:
     ci_strv_push_take(&r->events, xasprintf("%s: %s %s", ev->task->name, ev->scope,
                                             status_name(ev->status)));
@@ -57,6 +62,10 @@ on_event(const struct sched_event *ev, void *data)
   }
 }
 
+/* Extra options for the next run_config (tests reset them). */
+static const char *g_cache_home, *g_artifacts_dir, *g_context;
+static const struct cfg_options *g_cfg_opts;
+
 struct run {
   struct cfg_file *f;
   struct graph g;
@@ -72,7 +81,7 @@ run_config(struct run *r, const char *yaml, unsigned parallel, const char *const
            size_t nfilters, void (*tweak)(struct run *))
 {
   memset(r, 0, sizeof(*r));
-  r->f = cfg_parse("t.yml", yaml, strlen(yaml), NULL);
+  r->f = cfg_parse("t.yml", yaml, strlen(yaml), g_cfg_opts);
   for (size_t i = 0; i < r->f->ndiags; i++)
     if (r->f->diags[i].level == CFG_DIAG_ERROR)
       fail_msg("config error: %s", r->f->diags[i].msg);
@@ -95,6 +104,9 @@ run_config(struct run *r, const char *yaml, unsigned parallel, const char *const
       .user_env = &r->user,
       .on_event = on_event,
       .event_data = &r->rec,
+      .cache_home = g_cache_home,
+      .artifacts_dir = g_artifacts_dir,
+      .build_context = g_context,
   };
   assert_int_equal(sched_run(&r->loop, r->b, &r->g, &o, &r->res, &err), 0);
   /* Everything closes: no leaked handle. */
@@ -365,6 +377,265 @@ test_interrupt(void **state)
   run_release(&r);
 }
 
+static bool
+log_has(const struct run *r, const char *line)
+{
+  return ci_strv_contains(&fake_backend_get(r->b)->log, line);
+}
+
+static long
+log_index(const struct run *r, const char *line)
+{
+  const struct ci_strv *l = &fake_backend_get(r->b)->log;
+  for (size_t i = 0; i < l->n; i++)
+    if (!strcmp(l->v[i], line))
+      return (long)i;
+  return -1;
+}
+
+static char *
+make_tmpdir(void)
+{
+  char *d = xstrdup("/tmp/cirrus-test-sched-XXXXXX");
+  assert_non_null(mkdtemp(d));
+  return d;
+}
+
+static void
+rm_rf(const char *d)
+{
+  char *cmd = xasprintf("rm -rf '%s'", d);
+  assert_int_equal(system(cmd), 0);
+  free(cmd);
+}
+
+static const char cache_yaml[] = "container:\n  image: alpine\n"
+                                 "first_task:\n"
+                                 "  deps_cache:\n    folder: deps\n    fingerprint_key: k1\n"
+                                 "    populate_script: echo populating\n"
+                                 "  build_script: echo building\n"
+                                 "second_task:\n  depends_on: first\n"
+                                 "  deps_cache:\n    folder: deps\n    fingerprint_key: k1\n"
+                                 "    populate_script: exit 1\n"
+                                 "  use_script: echo using\n";
+
+static void
+test_cache_steps(void **state)
+{
+  char *home = make_tmpdir();
+  g_cache_home = home;
+  struct run r;
+  run_config(&r, cache_yaml, 1, NULL, 0, NULL);
+  if (r.res.status != 0)
+    dump(&r);
+  assert_int_equal(r.res.status, 0);
+  /* The first task misses and populates, then uploads after its scripts. */
+  assert_true(has_event(&r, "first: msg Cache miss for k1! Populating..."));
+  assert_true(has_event(&r, "first: msg Uploading cache deps..."));
+  assert_true(event_index(&r, "first: 'build' script succeeded") <
+              event_index(&r, "first: Upload 'deps' cache succeeded"));
+  assert_true(log_has(&r, "copy_out id-cirrus-r1-0 /tmp/cirrus-ci/working-dir/deps"));
+  char *blob = xasprintf("%s/cirrus/projects/project/k1", home);
+  assert_int_equal(access(blob, F_OK), 0);
+  free(blob);
+  /* The dependent hits: the blob goes into its container; fingerprint_key means no upload. */
+  assert_true(has_event(&r, "second: msg Cache hit for k1!"));
+  assert_true(has_event(&r, "second: 'deps' cache succeeded"));
+  assert_true(log_has(&r, "copy id-cirrus-r1-1"));
+  assert_true(has_event(&r, "second: msg Skipping change detection for deps cache!"));
+  assert_string_equal(ci_buf_str(&r.rec.out), "populating\nbuilding\nusing\n");
+  run_release(&r);
+
+  /* A failing populate script fails the cache step (and so the task). */
+  rm_rf(home);
+  run_config(&r, cache_yaml, 1, (const char *const[]){"second"}, 1, NULL);
+  assert_int_equal(r.res.status, 1);
+  assert_true(has_event(&r, "second: 'deps' cache failed"));
+  assert_true(has_event(&r, "second: 'use' script skipped"));
+  run_release(&r);
+
+  /* Several folders must lie in the working directory. */
+  run_config(&r,
+             "container:\n  image: alpine\n"
+             "task:\n  bad_cache:\n    folders:\n      - a\n      - /etc\n  script: echo x\n",
+             1, NULL, 0, NULL);
+  assert_int_equal(r.res.status, 1);
+  assert_true(has_event(&r, "main: 'bad' cache failed"));
+  assert_non_null(strstr(r.g.nodes[0].reason, "points above the current working directory"));
+  run_release(&r);
+  g_cache_home = NULL;
+  rm_rf(home);
+  free(home);
+}
+
+static void
+test_artifacts_steps(void **state)
+{
+  struct run r;
+  /* Patterns outside the working directory fail the step before anything is read. */
+  run_config(&r,
+             "container:\n  image: alpine\n"
+             "task:\n  script: echo x\n  leak_artifacts:\n    path: ../../etc/passwd\n",
+             1, NULL, 0, NULL);
+  assert_int_equal(r.res.status, 1);
+  assert_true(has_event(&r, "main: 'leak' artifacts failed"));
+  assert_non_null(strstr(r.g.nodes[0].reason, "path is outside of CIRRUS_WORKING_DIR"));
+  assert_true(log_has(&r, "exec internal")); /* the listing */
+  run_release(&r);
+  /* No paths: nothing to do. */
+  run_config(&r,
+             "container:\n  image: alpine\ntask:\n  script: echo x\n  artifacts:\n    paths: []\n",
+             1, NULL, 0, NULL);
+  assert_true(
+      has_event(&r, "main: msg Skipping artifacts upload because there are no paths specified..."));
+  run_release(&r);
+}
+
+static void
+tweak_fail_nope(struct run *r)
+{
+  fake_backend_get(r->b)->fail_pull_image = "nope";
+}
+
+static void
+test_additional_containers(void **state)
+{
+  struct run r;
+  run_config(&r,
+             "task:\n  container:\n    image: alpine\n    cpu: 100000\n"
+             "    additional_containers:\n"
+             "      - name: db\n        image: postgres\n        port: 5432\n"
+             "      - name: cache\n        image: redis\n        ports: 6379\n"
+             "  script: echo hi\n",
+             1, NULL, 0, NULL);
+  if (r.res.status != 0)
+    dump(&r);
+  assert_int_equal(r.res.status, 0);
+  /* Created after the task's container, in its network namespace; removed before it. */
+  long main_c = log_index(&r, "create cirrus-r1-0");
+  long db = log_index(&r, "create cirrus-r1-0-db");
+  long redis = log_index(&r, "create cirrus-r1-0-cache");
+  assert_true(main_c >= 0 && db > main_c && redis > db);
+  assert_string_equal(fake_backend_get(r.b)->log.v[db + 1], "  network of id-cirrus-r1-0");
+  assert_true(log_has(&r, "pull postgres"));
+  assert_true(has_event(&r, "main: msg Waiting on port 5432..."));
+  assert_true(has_event(&r, "main: msg Waiting on port 6379..."));
+  long rm_db = log_index(&r, "remove id-cirrus-r1-0-db");
+  long rm_main = log_index(&r, "remove id-cirrus-r1-0");
+  assert_true(rm_db >= 0 && rm_main > rm_db);
+  assert_true(log_has(&r, "remove id-cirrus-r1-0-cache"));
+  assert_int_equal(fake_backend_get(r.b)->removed, 3);
+  run_release(&r);
+
+  /* A service whose image is missing fails the task; the task's container still goes. */
+  run_config(&r,
+             "task:\n  container:\n    image: alpine\n"
+             "    additional_containers:\n      - name: db\n        image: nope\n"
+             "  script: echo hi\n",
+             1, NULL, 0, tweak_fail_nope);
+  assert_int_equal(r.res.status, 1);
+  assert_non_null(strstr(r.g.nodes[0].reason, "additional container 'db'"));
+  assert_int_equal(fake_backend_get(r.b)->created, 1);
+  assert_int_equal(fake_backend_get(r.b)->removed, 1);
+  run_release(&r);
+}
+
+static void
+test_pipe(void **state)
+{
+  struct run r;
+  run_config(&r,
+             "task_pipe:\n  steps:\n"
+             "    - image: one\n      a_script: echo first\n"
+             "    - image: two\n      b_script: echo second\n      c_script: echo third\n",
+             1, NULL, 0, NULL);
+  if (r.res.status != 0)
+    dump(&r);
+  assert_int_equal(r.res.status, 0);
+  assert_string_equal(ci_buf_str(&r.rec.out), "first\nsecond\nthird\n");
+  /* One volume at the working directory; one container per step, one after the other. */
+  long vol = log_index(&r, "volume cirrus-r1-0-wd");
+  long c0 = log_index(&r, "create cirrus-r1-0-0");
+  long rm0 = log_index(&r, "remove id-cirrus-r1-0-0");
+  long c1 = log_index(&r, "create cirrus-r1-0-1");
+  long rm1 = log_index(&r, "remove id-cirrus-r1-0-1");
+  long rmvol = log_index(&r, "rmvolume cirrus-r1-0-wd");
+  assert_true(vol >= 0 && c0 > vol && rm0 > c0 && c1 > rm0 && rm1 > c1 && rmvol > rm1);
+  assert_true(log_has(&r, "  volume cirrus-r1-0-wd at /tmp/cirrus-ci/working-dir"));
+  assert_true(log_has(&r, "pull one") && log_has(&r, "pull two"));
+  /* The project is copied once, into the first step's container. */
+  assert_true(log_has(&r, "copy id-cirrus-r1-0-0"));
+  assert_false(log_has(&r, "copy id-cirrus-r1-0-1"));
+  assert_int_equal(fake_backend_get(r.b)->volumes_alive, 0);
+  run_release(&r);
+
+  /* A failing step skips the next steps' containers but still removes everything. */
+  run_config(&r,
+             "task_pipe:\n  steps:\n"
+             "    - image: one\n      a_script: exit 2\n"
+             "    - image: two\n      b_script: echo never\n",
+             1, NULL, 0, NULL);
+  assert_int_equal(r.res.status, 1);
+  assert_false(log_has(&r, "create cirrus-r1-0-1"));
+  assert_true(log_has(&r, "rmvolume cirrus-r1-0-wd"));
+  assert_int_equal(fake_backend_get(r.b)->volumes_alive, 0);
+  run_release(&r);
+}
+
+static void
+tweak_absent(struct run *r)
+{
+  ci_strv_push(&fake_backend_get(r->b)->absent, "*");
+}
+
+static void
+test_dockerfile_build(void **state)
+{
+  char *dir = make_tmpdir();
+  char *df = xasprintf("%s/Dockerfile", dir);
+  FILE *f = fopen(df, "w");
+  assert_non_null(f);
+  fputs("FROM alpine\nRUN true\n", f);
+  fclose(f);
+  struct cfg_options co = {.project_dir = dir, .dockerfile_image_template = "local/%s:latest"};
+  g_cfg_opts = &co;
+  g_context = "/nonexistent/context.tar";
+  static const char yaml[] =
+      "a_task:\n  container:\n    dockerfile: Dockerfile\n  script: echo a\n"
+      "b_task:\n  container:\n    dockerfile: Dockerfile\n  script: echo b\n";
+  struct run r;
+  run_config(&r, yaml, 2, NULL, 0, tweak_absent);
+  if (r.res.status != 0)
+    dump(&r);
+  assert_int_equal(r.res.status, 0);
+  struct fake_backend *fb = fake_backend_get(r.b);
+  /* Built once, before both tasks, which never pull it. */
+  assert_int_equal(fb->builds, 1);
+  const char *tag = r.f->tasks[0].container.image;
+  char *build = xasprintf("build %s Dockerfile", tag);
+  char *create_a = xasprintf("create cirrus-r1-0");
+  long bi = log_index(&r, build);
+  assert_true(bi >= 0 && log_index(&r, create_a) > bi);
+  assert_true(has_event(&r, "Prebuild Dockerfile: msg Step 1/1 : FROM scratch"));
+  free(build);
+  free(create_a);
+  run_release(&r);
+  /* Present: reused, not built. */
+  run_config(&r, yaml, 2, NULL, 0, NULL);
+  assert_int_equal(r.res.status, 0);
+  assert_int_equal(fake_backend_get(r.b)->builds, 0);
+  char *reuse = xasprintf("Prebuild Dockerfile: msg Re-using local image %s...",
+                          r.f->tasks[0].container.image);
+  assert_true(has_event(&r, reuse));
+  free(reuse);
+  run_release(&r);
+  g_cfg_opts = NULL;
+  g_context = NULL;
+  rm_rf(dir);
+  free(df);
+  free(dir);
+}
+
 static void
 test_helpers(void **state)
 {
@@ -443,6 +714,11 @@ main(void)
       cmocka_unit_test(test_file_instruction),
       cmocka_unit_test(test_missing_image),
       cmocka_unit_test(test_interrupt),
+      cmocka_unit_test(test_cache_steps),
+      cmocka_unit_test(test_artifacts_steps),
+      cmocka_unit_test(test_additional_containers),
+      cmocka_unit_test(test_pipe),
+      cmocka_unit_test(test_dockerfile_build),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

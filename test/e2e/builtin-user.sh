@@ -1,0 +1,30 @@
+#!/bin/bash
+# The whole `cirrus run` suite (run.sh) on the built-in backend as unprivileged users: one
+# with subordinate ids in /etc/subuid (full mapping through newuidmap), one without (a single
+# mapping).  Needs root to prepare the users; the image comes from the local registry.
+#   builtin-user.sh CIRRUS WHO      (WHO: subuid or single)
+here=$(cd "$(dirname "$0")" && pwd)
+CIRRUS=${1:?usage: builtin-user.sh CIRRUS WHO}
+WHO=${2:?usage: builtin-user.sh CIRRUS WHO}
+[[ $(id -u) == 0 ]] || { echo "FAIL: this test prepares users and must run as root" >&2; exit 1; }
+case $WHO in
+  subuid) user=cirrus-e2e-rl ;;
+  single) user=cirrus-e2e-single ;;
+  *) echo "unknown WHO $WHO" >&2; exit 2 ;;
+esac
+id "$user" >/dev/null 2>&1 || useradd -m -s /bin/bash "$user" ||
+  { echo "FAIL: cannot create $user" >&2; exit 1; }
+if [[ $WHO == subuid ]]; then
+  grep -q "^$user:" /etc/subuid || echo "$user:200000:65536" >>/etc/subuid
+  grep -q "^$user:" /etc/subgid || echo "$user:200000:65536" >>/etc/subgid
+else
+  sed -i "/^$user:/d" /etc/subuid /etc/subgid
+fi
+dir=$(mktemp -d /tmp/cirrus-builtin-user.XXXXXX)
+trap 'rm -rf "$dir"' EXIT
+chmod 0755 "$dir"
+install -m 0755 "$CIRRUS" "$(dirname "$CIRRUS")/cirrus-runtime" "$dir/"
+install -m 0644 "$here/run.sh" "$here/lib.sh" "$dir/"
+home=$(getent passwd "$user" | cut -d: -f6)
+su "$user" -s /bin/bash -c "cd '$dir' && export HOME='$home' CIRRUS_STORE='$home/.cache/cirrus-e2e-store' &&
+  bash '$dir/run.sh' '$dir/cirrus' builtin"

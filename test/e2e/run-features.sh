@@ -1,0 +1,240 @@
+#!/bin/bash
+# End-to-end tests of what real configurations use beyond scripts: caches, artifacts,
+# additional containers, Dockerfile environments, pipes (issue 6), on one backend:
+#   run-features.sh CIRRUS BACKEND        (BACKEND: docker, podman or builtin)
+# Uses the local test image $CIRRUS_TEST_IMAGE (busybox; scripts/engines.sh builds it).  Caches
+# go to a private $XDG_CACHE_HOME.  After every run no container or volume of ours may be left;
+# the images this script builds or tags are removed at the end.
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/lib.sh"
+CIRRUS=${1:?usage: run-features.sh CIRRUS BACKEND}
+BACKEND=${2:?usage: run-features.sh CIRRUS BACKEND}
+IMAGE=${CIRRUS_TEST_IMAGE:-localhost/cirrus-test/busybox:latest}
+export NO_COLOR=1 CI=true
+export CIRRUS_RUN_ID=e2efeat$$
+export XDG_CACHE_HOME=$TMPROOT/cache
+
+case $BACKEND in
+  docker) engine=(docker) ;;
+  podman) engine=(podman) ;;
+  builtin) engine=() ;;
+  *) echo "unknown backend $BACKEND" >&2; exit 2 ;;
+esac
+if [[ ${CIRRUS_TEST_SKIP:-} == *"$BACKEND"* ]]; then
+  echo "skipped: CIRRUS_TEST_SKIP=$CIRRUS_TEST_SKIP"; exit 77
+fi
+
+# Images of ours: built from a Dockerfile (unique template) and a second tag of the test image.
+TEMPLATE="localhost/cirrus-e2e-$$/built-%s:latest"
+IMAGE2="localhost/cirrus-e2e-$$/second:latest"
+cleanup_images() {
+  if ((${#engine[@]})); then
+    local imgs
+    imgs=$("${engine[@]}" images --format '{{.Repository}}:{{.Tag}}' 2>/dev/null | grep "^localhost/cirrus-e2e-$$/")
+    [[ -z $imgs ]] || "${engine[@]}" rmi -f $imgs >/dev/null 2>&1
+  fi
+  rm -rf "$TMPROOT"
+}
+trap cleanup_images EXIT
+
+leftovers() {
+  if ((${#engine[@]})); then
+    "${engine[@]}" ps -a --filter "label=dev.cirrus.run-id=$CIRRUS_RUN_ID" --format '{{.ID}} {{.Names}}' 2>/dev/null
+    "${engine[@]}" volume ls --filter "label=dev.cirrus.run-id=$CIRRUS_RUN_ID" --format '{{.Name}}' 2>/dev/null
+  fi
+}
+
+crun() {
+  run "$CIRRUS" run --container-backend="$BACKEND" -o simple "$@"
+  local left
+  left=$(leftovers)
+  checks=$((checks + 1))
+  [[ -z $left ]] || fail "containers or volumes left behind after: $*: $left"
+}
+
+newproj() {
+  p=$(project)
+  cd "$p"
+  printf 'container:\n  image: %s\n' "$IMAGE" >.cirrus.yml
+  cat >>.cirrus.yml
+}
+
+# --- caches: a dependent task reads what its dependency populated; a second run hits (B32)
+newproj <<'YML'
+populate_task:
+  deps_cache:
+    folder: deps
+    fingerprint_script: echo v1
+    populate_script: mkdir -p deps && echo populated > deps/data.txt
+  build_script: echo built > deps/built.txt
+read_task:
+  depends_on: populate
+  deps_cache:
+    folder: deps
+    fingerprint_script: echo v1
+    populate_script: echo "must not populate"; exit 1
+  check_script: cat deps/data.txt deps/built.txt
+YML
+crun -p 1
+expect_rc 0 "cache"
+expect_out "Cache miss for deps-"
+expect_out "Uploading cache deps..."
+expect_out "Cache hit for deps-"
+expect_out "populated"
+expect_out "built"
+expect_out "Skipping change detection for deps cache!"
+checks=$((checks + 1)); ls "$XDG_CACHE_HOME/cirrus/projects/$(basename "$p")"/deps-* >/dev/null 2>&1 || fail "no blob in the store"
+crun -p 1 populate
+expect_rc 0 "cache, second run"
+expect_out "Cache hit for deps-"
+checks=$((checks + 1)); [[ $out != *"Cache miss"* ]] || fail "second run missed the cache"
+
+# A cache without a fingerprint changes and is uploaded again (reupload_on_changes).
+newproj <<'YML'
+task:
+  counter_cache:
+    folder: counter
+  bump_script: mkdir -p counter && date +%s%N >> counter/runs
+YML
+crun
+expect_rc 0 "reupload 1"; expect_out "Cache miss for counter-"; expect_out "Uploading cache counter..."
+crun
+expect_rc 0 "reupload 2"; expect_out "Cache hit for counter-"; expect_out "Cache counter has changed!"
+expect_out "modified: runs"; expect_out "Uploading cache counter..."
+
+# Cache folders outside the working directory are refused (several folders).
+newproj <<'YML'
+task:
+  bad_cache:
+    folders:
+      - deps
+      - /etc
+  script: true
+YML
+crun
+expect_rc 1 "cache outside"
+expect_out "all folders should be relative to the current working directory, yet, folder '/etc' points above"
+
+# --- artifacts at D/<task>/<artifact>/<path>; junit annotations under github-actions (B33)
+newproj <<'YML'
+task:
+  name: make
+  build_script:
+    - mkdir -p out/sub
+    - echo one > out/a.txt
+    - echo two > out/sub/b.txt
+    - echo skip > out/c.log
+    - |
+      cat > report.xml <<'EOF'
+      <testsuite name="s"><testcase classname="pkg" name="passes"/>
+      <testcase classname="pkg" name="breaks" file="src/x.c" line="7"><failure message="boom">src/x.c:7 expected 1</failure></testcase></testsuite>
+      EOF
+  binaries_artifacts:
+    path: "out/**/*.txt"
+  junit_artifacts:
+    path: report.xml
+    format: junit
+YML
+crun --artifacts-dir "$p/arts" -o github-actions
+expect_rc 0 "artifacts"
+checks=$((checks + 1)); [[ $(cat "$p/arts/make/binaries/out/a.txt" 2>/dev/null) == one ]] || fail "artifact out/a.txt not stored"
+checks=$((checks + 1)); [[ $(cat "$p/arts/make/binaries/out/sub/b.txt" 2>/dev/null) == two ]] || fail "artifact out/sub/b.txt not stored"
+checks=$((checks + 1)); [[ ! -e "$p/arts/make/binaries/out/c.log" ]] || fail "unmatched file stored"
+checks=$((checks + 1)); [[ -f "$p/arts/make/junit/report.xml" ]] || fail "junit report not stored"
+expect_out "::error file=src/x.c,line=7"
+expect_out "title=pkg.breaks::"
+
+# Hostile artifact paths are refused with a clear error.
+newproj <<'YML'
+task:
+  script: echo secret > /tmp/secret
+  leak_artifacts:
+    path: ../../secret
+YML
+crun --artifacts-dir "$p/arts"
+expect_rc 1 "hostile artifact"
+expect_out "Failed to upload artifacts: path is outside of CIRRUS_WORKING_DIR"
+checks=$((checks + 1)); [[ -z $(find "$p/arts" -type f 2>/dev/null) ]] || fail "hostile artifact stored"
+
+# --- additional containers answer on localhost (B44, B45)
+newproj <<'YML'
+task:
+  container:
+    image: IMAGE
+    cpu: 1000
+    memory: 100G
+    additional_containers:
+      - name: web
+        image: IMAGE
+        port: 8080
+        command: sh -c "mkdir -p /www && echo hello-from-service > /www/index.html && exec httpd -f -p 8080 -h /www"
+  script: wget -qO- http://localhost:8080/index.html
+YML
+sed -i "s|IMAGE|$IMAGE|g" .cirrus.yml
+crun -v
+expect_rc 0 "additional container"
+expect_out "Waiting on port 8080..."
+expect_out "hello-from-service"
+expect_out "(clamped to the host)"
+# ... and are removed when the task fails too.
+sed -i 's|  script: wget.*|  script: false|' .cirrus.yml
+crun
+expect_rc 1 "additional container, failing task"
+
+# ... and on SIGINT.
+sed -i 's|  script: false|  script: sleep 120|' .cirrus.yml
+"$CIRRUS" run --container-backend="$BACKEND" -o simple >"$TMPROOT/int.out" 2>&1 &
+pid=$!
+for _ in $(seq 1 100); do grep -q "Started 'main' script" "$TMPROOT/int.out" && break; sleep 0.2; done
+sleep 1
+kill -INT $pid
+wait $pid; rc=$?; out=$(cat "$TMPROOT/int.out"); err=
+expect_rc 130 "additional container, SIGINT"
+left=$(leftovers); checks=$((checks + 1)); [[ -z $left ]] || fail "left after SIGINT: $left"
+
+# --- Dockerfile environments: built once for two tasks, reused on the next run (B46)
+newproj <<'YML'
+one_task:
+  container:
+    dockerfile: ci/Dockerfile
+    docker_arguments:
+      GREETING: hello
+  script: cat /greeting
+two_task:
+  container:
+    dockerfile: ci/Dockerfile
+    docker_arguments:
+      GREETING: hello
+  script: cat /greeting
+YML
+mkdir ci
+printf 'FROM %s\nARG GREETING\nCOPY ci/extra.txt /extra.txt\nRUN echo "$GREETING" > /greeting\n' "$IMAGE" >ci/Dockerfile
+echo extra >ci/extra.txt
+crun --dockerfile-image-template "$TEMPLATE"
+expect_rc 0 "dockerfile"
+checks=$((checks + 1)); n=$(grep -c "is not available locally, building it" <<<"$out"); [[ $n == 1 ]] || fail "expected one build, got $n"
+checks=$((checks + 1)); n=$(grep -c "^hello$" <<<"$out"); [[ $n == 2 ]] || fail "expected two tasks on the built image, got $n"
+crun --dockerfile-image-template "$TEMPLATE"
+expect_rc 0 "dockerfile, second run"
+expect_out "Re-using local image localhost/cirrus-e2e-$$/built-"
+checks=$((checks + 1)); [[ $out != *"building it"* ]] || fail "the image was built again"
+
+# --- pipes: each step in its own image, one working directory
+if ((${#engine[@]})); then "${engine[@]}" tag "$IMAGE" "$IMAGE2"; fi
+newproj <<YML
+task_pipe:
+  steps:
+    - image: $IMAGE
+      write_script: echo passed-along > shared.txt
+    - image: $IMAGE2
+      read_script:
+        - cat shared.txt
+        - test -f .cirrus.yml
+YML
+sed -i '1,2d' .cirrus.yml # no top-level container for a pipe
+crun
+expect_rc 0 "pipe"
+expect_out "passed-along"
+expect_out "'read' script succeeded"
+
+finish
