@@ -61,12 +61,13 @@ TOOLCHAIN_PKGS=(bash ca-certificates git make gcc libc6-dev clang ccache cppchec
       redis-server redis-tools procps)
 TOOLCHAIN_BINS=(gcc clang make ccache cppcheck clang-format git redis-server redis-cli)
 # cirrus-dev: the toolchain plus what building and unit-testing cirrus itself needs (the build
-# list of scripts/deps.sh, cmocka, clang's sanitizer runtimes, man for the man page test): the
-# image of the project's own .cirrus.yml.
+# list of scripts/deps.sh, cmocka, clang's sanitizer runtimes; man, graphviz, zsh and fish for
+# the command line, graph, man page and completion tests): the image of the project's own
+# .cirrus.yml.
 DEV_PKGS=("${TOOLCHAIN_PKGS[@]}" cmake pkg-config libyaml-dev libjansson-dev
       libcurl4-openssl-dev libgit2-dev libuv1-dev libpcre2-dev libssl-dev libarchive-dev
-      libcmocka-dev libclang-rt-14-dev man-db)
-DEV_BINS=("${TOOLCHAIN_BINS[@]}" cmake pkg-config man)
+      libcmocka-dev libclang-rt-14-dev man-db graphviz zsh fish)
+DEV_BINS=("${TOOLCHAIN_BINS[@]}" cmake pkg-config man dot zsh fish)
 # Changing this recipe (the tar options, what is removed) changes the key too.
 RECIPE=cirrus-examples-1
 
