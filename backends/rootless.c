@@ -706,11 +706,13 @@ rl_container_create(struct backend *b, const struct backend_container_spec *spec
     argv_addf(&a, "%s/%s:%s", r->volumes_dir, spec->volumes[i].name,
               spec->volumes[i].container_path);
   }
-  if (spec->memory_mb) {
+  /* A limit at or above what the host has limits nothing: no cgroup for it (creating and
+   * removing cgroups is most of a container's set-up time on cgroup v1). */
+  if (spec->memory_mb && (!b->host_mem_mb || spec->memory_mb < b->host_mem_mb)) {
     argv_add(&a, "--memory-mb");
     argv_addf(&a, "%u", spec->memory_mb);
   }
-  if (spec->cpu > 0) {
+  if (spec->cpu > 0 && (!b->host_cpus || spec->cpu < (double)b->host_cpus)) {
     argv_add(&a, "--cpus");
     argv_addf(&a, "%g", spec->cpu);
   }
