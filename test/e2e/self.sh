@@ -44,6 +44,8 @@ done
 
 run "$CIRRUS" run --container-backend builtin -o simple Build
 expect_rc 0 "cirrus run Build"
+# (fail shows the start of the output; the end says what went wrong)
+[[ $rc == 0 ]] || { echo "--- the last 80 lines of the run:"; tail -n 80 <<<"$out"; echo "---"; }
 expect_out "Started 'Build' Task"
 # the gcc build, warnings as errors, all of it
 expect_out "Built target cirrus"
