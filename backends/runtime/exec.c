@@ -18,6 +18,14 @@
 
 #define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
+static bool joined;
+
+bool
+rt_joined_container(void)
+{
+  return joined;
+}
+
 int
 rt__join(pid_t pid, bool with_pid, struct ci_error **err)
 {
@@ -42,6 +50,7 @@ rt__join(pid_t pid, bool with_pid, struct ci_error **err)
   if (setns(pidfd, flags) < 0)
     return ci_error_make(err, -errno, "cannot join the container of pid %d: %s", (int)pid,
                          strerror(errno));
+  joined = true;
   if (fchdir(rootfd) < 0 || chroot(".") < 0 || chdir("/") < 0)
     return ci_error_make(err, -errno, "cannot enter the container's root: %s", strerror(errno));
   if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0)
@@ -118,9 +127,13 @@ exec_child(const struct rt_exec_opts *o, const struct rt_user *u, bool single, i
   char **envp = xcalloc(o->env.n + 1, sizeof *envp);
   for (size_t i = 0; i < o->env.n; i++)
     envp[i] = o->env.v[i];
-  const char *file = o->argv.v[0];
+  /* ci_strv is not NULL-terminated: execve needs argv that is. */
+  char **argv = xcalloc(o->argv.n + 1, sizeof *argv);
+  for (size_t i = 0; i < o->argv.n; i++)
+    argv[i] = o->argv.v[i];
+  const char *file = argv[0];
   if (strchr(file, '/')) {
-    execve(file, o->argv.v, envp);
+    execve(file, argv, envp);
     int e = errno;
     if (e == ENOENT || e == ENOTDIR)
       child_report(rfd, 127, ": no such file or directory", file, 0);
@@ -141,7 +154,7 @@ exec_child(const struct rt_exec_opts *o, const struct rt_user *u, bool single, i
       memcpy(buf, dir, dl);
       buf[dl] = '/';
       strcpy(buf + dl + 1, file);
-      execve(buf, o->argv.v, envp);
+      execve(buf, argv, envp);
       if (errno != ENOENT && errno != ENOTDIR && !seen)
         seen = errno;
     }

@@ -171,6 +171,9 @@ int rt_remove_tree_at(int dirfd, const char *name, struct ci_error **err);
 int rt_gc(const char *runs, void (*on_removed)(const char *dir, void *data), void *data,
           struct ci_error **err);
 
+/* Whether this process joined a container (its /proc and root are the container's then). */
+bool rt_joined_container(void);
+
 /* The helper's argv area (argv[0] .. end of the last argument): the container's init
  * overwrites it with "cirrus-init" so that /proc/1/cmdline shows no host paths. */
 void rt_set_argv_area(char *start, size_t len);
