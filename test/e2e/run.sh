@@ -304,7 +304,7 @@ task:
     memory: 256M
   script:
     # the container's own cgroup: at the root of a cgroup namespace, or named in /proc/self/cgroup
-    - m=$(sed -n 's/^[0-9]*:memory://p' /proc/self/cgroup); c=$(sed -n 's/^[0-9]*:cpu\(,cpuacct\)*://p' /proc/self/cgroup)
+    - m=$(sed -n 's/^[0-9]*:memory://p' /proc/self/cgroup); c=$(sed -n -e 's/^[0-9]*:cpu,cpuacct://p' -e 's/^[0-9]*:cpu://p' /proc/self/cgroup)
     - cat /sys/fs/cgroup/memory$m/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max
     - cat /sys/fs/cgroup/cpu$c/cpu.cfs_quota_us 2>/dev/null || cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us 2>/dev/null || cut -d' ' -f1 /sys/fs/cgroup/cpu.max
 YML
