@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <linux/close_range.h>
 
 #define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -108,6 +109,13 @@ exec_child(const struct rt_exec_opts *o, const struct rt_user *u, bool single, i
   signal(SIGHUP, SIG_DFL);
   sigprocmask(SIG_SETMASK, &none, NULL);
   setpgid(0, 0);
+  /* stdin is /dev/null (the container's); nothing but 0-2 is inherited. */
+  int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (null < 0 || dup2(null, 0) < 0)
+    child_report(rfd, 1, "cannot open /dev/null in the container", "", errno);
+  if (null > 0)
+    close(null);
+  close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
   if (setgroups(u->n_groups, u->groups) < 0 && !(single && errno == EPERM))
     child_report(rfd, 1, "cannot set supplementary groups", "", errno);
   if (setresgid(u->gid, u->gid, u->gid) < 0)
