@@ -1162,8 +1162,9 @@ clean_on_end(struct rl_proc *p)
 static int
 start_gc(struct rootless *r, struct rl_clean *k)
 {
-  struct argv a;
-  argv_begin(&a, r, "gc");
+  struct argv a = {CI_STRV_INIT}; /* gc takes no --ppid: it is short and harmless */
+  argv_add(&a, "cirrus-runtime");
+  argv_add(&a, "gc");
   argv_add(&a, "--runs");
   argv_add(&a, r->runs_dir);
   struct rl_proc *p = xcalloc(1, sizeof *p);

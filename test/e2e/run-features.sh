@@ -24,6 +24,16 @@ if [[ ${CIRRUS_TEST_SKIP:-} == *"$BACKEND"* ]]; then
   echo "skipped: CIRRUS_TEST_SKIP=$CIRRUS_TEST_SKIP"; exit 77
 fi
 
+if [[ $BACKEND == builtin ]]; then
+  # A store of this test's own, as in run.sh: the test image comes from the local registry.
+  export CIRRUS_STORE=${CIRRUS_STORE:-$TMPROOT/store}
+  chmod 0711 "$TMPROOT" # the containers' mapped root must reach the store's layers
+  REGISTRY=${CIRRUS_TEST_REGISTRY:-127.0.0.1:5000}
+  "$CIRRUS" images pull "$REGISTRY/cirrus-test/busybox:latest" >/dev/null &&
+    "$CIRRUS" images tag "$REGISTRY/cirrus-test/busybox:latest" "$IMAGE" ||
+    { echo "FAIL: cannot put the test image into $CIRRUS_STORE" >&2; exit 1; }
+fi
+
 # Images of ours: built from a Dockerfile (unique template) and a second tag of the test image.
 TEMPLATE="localhost/cirrus-e2e-$$/built-%s:latest"
 IMAGE2="localhost/cirrus-e2e-$$/second:latest"
@@ -41,6 +51,10 @@ leftovers() {
   if ((${#engine[@]})); then
     "${engine[@]}" ps -a --filter "label=dev.cirrus.run-id=$CIRRUS_RUN_ID" --format '{{.ID}} {{.Names}}' 2>/dev/null
     "${engine[@]}" volume ls --filter "label=dev.cirrus.run-id=$CIRRUS_RUN_ID" --format '{{.Name}}' 2>/dev/null
+  else
+    # builtin: no run directory, volume, runtime helper of this store or container process
+    ls -A "$CIRRUS_STORE/runs" "$CIRRUS_STORE/volumes" 2>/dev/null | grep -v -e '^$' -e ':$'
+    pgrep -af "cirrus-runtime .*$CIRRUS_STORE" 2>/dev/null
   fi
 }
 
@@ -220,7 +234,7 @@ expect_out "Re-using local image localhost/cirrus-e2e-$$/built-"
 checks=$((checks + 1)); [[ $out != *"building it"* ]] || fail "the image was built again"
 
 # --- pipes: each step in its own image, one working directory
-if ((${#engine[@]})); then "${engine[@]}" tag "$IMAGE" "$IMAGE2"; fi
+if ((${#engine[@]})); then "${engine[@]}" tag "$IMAGE" "$IMAGE2"; else "$CIRRUS" images tag "$IMAGE" "$IMAGE2"; fi
 newproj <<YML
 task_pipe:
   steps:
