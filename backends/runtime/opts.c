@@ -273,7 +273,8 @@ rt_file_opts_parse(const char *which, int argc, char **argv, struct rt_file_opts
   memset(o, 0, sizeof *o);
   o->max = 1 << 20;
   const char *pos[2] = {NULL, NULL};
-  unsigned npos = 0, want = !strcmp(which, "cp-out") ? 2 : 1;
+  bool is_diff = !strcmp(which, "diff"); /* UPPERDIR TARFILE */
+  unsigned npos = 0, want = !strcmp(which, "cp-out") || is_diff ? 2 : 1;
   bool is_cat = !strcmp(which, "cat");
   for (int i = 0; i < argc; i++) {
     const char *a = argv[i], *v;
@@ -302,6 +303,7 @@ rt_file_opts_parse(const char *which, int argc, char **argv, struct rt_file_opts
     ci_error_make(err, CI_EUSAGE, "%s: expected %s", which,
                   !strcmp(which, "cp-in")    ? "TARFILE"
                   : !strcmp(which, "cp-out") ? "PATH TARFILE"
+                  : is_diff                  ? "UPPERDIR TARFILE"
                                              : "PATH");
     goto fail;
   }
@@ -309,7 +311,8 @@ rt_file_opts_parse(const char *which, int argc, char **argv, struct rt_file_opts
     o->tar = xstrdup(pos[0]);
   } else {
     if (pos[0][0] != '/') {
-      ci_error_make(err, CI_EUSAGE, "%s: container path '%s' is not absolute", which, pos[0]);
+      ci_error_make(err, CI_EUSAGE, "%s: %s path '%s' is not absolute", which,
+                    is_diff ? "upper directory" : "container", pos[0]);
       goto fail;
     }
     o->path = xstrdup(pos[0]);
