@@ -118,9 +118,13 @@ exec_child(const struct rt_exec_opts *o, const struct rt_user *u, bool single, i
   char **envp = xcalloc(o->env.n + 1, sizeof *envp);
   for (size_t i = 0; i < o->env.n; i++)
     envp[i] = o->env.v[i];
+  /* execve needs a NULL-terminated argv; a ci_strv is not terminated. */
+  char **args = xcalloc(o->argv.n + 1, sizeof *args);
+  for (size_t i = 0; i < o->argv.n; i++)
+    args[i] = o->argv.v[i];
   const char *file = o->argv.v[0];
   if (strchr(file, '/')) {
-    execve(file, o->argv.v, envp);
+    execve(file, args, envp);
     int e = errno;
     if (e == ENOENT || e == ENOTDIR)
       child_report(rfd, 127, ": no such file or directory", file, 0);
@@ -141,7 +145,7 @@ exec_child(const struct rt_exec_opts *o, const struct rt_user *u, bool single, i
       memcpy(buf, dir, dl);
       buf[dl] = '/';
       strcpy(buf + dl + 1, file);
-      execve(buf, o->argv.v, envp);
+      execve(buf, args, envp);
       if (errno != ENOENT && errno != ENOTDIR && !seen)
         seen = errno;
     }
