@@ -58,7 +58,9 @@ struct rootless {
   unsigned seq;
   unsigned active; /* processes, pulls and deferred callbacks not yet finished */
   bool closing;
-  volatile sig_atomic_t cancel_builds; /* set on close: running builds stop */
+  volatile sig_atomic_t cancel_builds; /* set on close or SIGINT/SIGTERM: builds stop */
+  unsigned nbuilds;                    /* running builds; the signal watchers run while > 0 */
+  uv_signal_t sigint, sigterm;
   void (*on_closed)(void *data);
   void *closed_data;
   char ppid[24];
@@ -575,6 +577,42 @@ build_closed(uv_handle_t *h)
   maybe_closed(r);
 }
 
+/* A Ctrl-C (or SIGTERM) stops running builds at once: the scheduler waits for their callbacks,
+ * and a RUN step may run for minutes.  The scheduler's own watchers see the signal too. */
+static void
+build_on_signal(uv_signal_t *h, int sig)
+{
+  struct rootless *r = h->data;
+  (void)sig;
+  r->cancel_builds = 1;
+}
+
+static void
+build_signal_closed(uv_handle_t *h)
+{
+  struct rootless *r = h->data;
+  r->active--;
+  maybe_closed(r);
+}
+
+static void
+build_watch(struct rootless *r, bool on)
+{
+  uv_signal_t *hs[2] = {&r->sigint, &r->sigterm};
+  int sigs[2] = {SIGINT, SIGTERM};
+  for (int i = 0; i < 2; i++) {
+    if (on) {
+      uv_signal_init(r->base.loop, hs[i]);
+      hs[i]->data = r;
+      uv_signal_start(hs[i], build_on_signal, sigs[i]);
+      uv_unref((uv_handle_t *)hs[i]);
+      r->active++;
+    } else {
+      uv_close((uv_handle_t *)hs[i], build_signal_closed);
+    }
+  }
+}
+
 static void
 build_after(uv_work_t *w, int status)
 {
@@ -584,6 +622,8 @@ build_after(uv_work_t *w, int status)
     ci_error_make(&bd->err, CI_ECANCELED, "build of %s canceled", bd->tag);
   if (bd->err)
     ci_error_prefix(&bd->err, "building %s", bd->tag);
+  if (--bd->r->nbuilds == 0)
+    build_watch(bd->r, false);
   bd->cb(bd->data, bd->err);
   uv_close((uv_handle_t *)&bd->async, build_closed);
 }
@@ -614,6 +654,10 @@ rl_image_build(struct backend *b, const struct backend_build_spec *spec,
   if (rc < 0) {
     uv_close((uv_handle_t *)&bd->async, build_closed); /* frees bd, no callback */
     return -EIO;
+  }
+  if (r->nbuilds++ == 0) {
+    r->cancel_builds = 0;
+    build_watch(r, true);
   }
   return 0;
 }

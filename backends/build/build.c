@@ -200,7 +200,7 @@ pump(struct state *s, int fd, bool stop_at_ready, pid_t child, struct ci_buf *ta
   for (;;) {
     if (s->o->cancel && *s->o->cancel) {
       if (child > 0)
-        kill(child, SIGKILL);
+        kill(child, SIGTERM); /* exec kills its step, create tears its container down */
       ready = -1;
       break;
     }

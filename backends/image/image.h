@@ -80,6 +80,8 @@
  *   layers/<diffid-hex>/meta.json
  *   locks/<hex>.lock           per-layer lock: LOCK_EX while extracting, LOCK_SH while in use
  *   staging/                   extractions in progress, renamed into layers/ when complete
+ *   build-cache/, runs/, volumes/  not this module's: the builder's layer cache and the
+ *                              built-in runtime's containers and volumes
  * The image id is the config digest (as with Docker and Podman).
  *
  * Concurrency: files are written under a temporary name and renamed; index.json changes under

@@ -233,6 +233,22 @@ expect_rc 0 "dockerfile, second run"
 expect_out "Re-using local image localhost/cirrus-e2e-$$/built-"
 checks=$((checks + 1)); [[ $out != *"building it"* ]] || fail "the image was built again"
 
+# ... a Ctrl-C stops a running build (builtin: the RUN container goes at once, nothing is left).
+if [[ $BACKEND == builtin ]]; then
+  printf 'FROM %s\nRUN echo started-sleeping; sleep 300\n' "$IMAGE" >ci/Dockerfile
+  "$CIRRUS" run --container-backend="$BACKEND" -o simple --dockerfile-image-template "$TEMPLATE" \
+    >"$TMPROOT/bint.out" 2>&1 &
+  pid=$!
+  for _ in $(seq 1 100); do grep -q "started-sleeping" "$TMPROOT/bint.out" && break; sleep 0.2; done
+  kill -INT $pid
+  wait $pid; rc=$?; out=$(cat "$TMPROOT/bint.out"); err=
+  expect_rc 130 "build, SIGINT"
+  expect_out "build canceled"
+  left=$(leftovers); checks=$((checks + 1)); [[ -z $left ]] || fail "left after SIGINT: $left"
+  checks=$((checks + 1))
+  [[ -z $(ls "$CIRRUS_STORE/build-cache" | grep -v '\.json$') ]] || fail "temporary layers left"
+fi
+
 # --- pipes: each step in its own image, one working directory
 if ((${#engine[@]})); then "${engine[@]}" tag "$IMAGE" "$IMAGE2"; else "$CIRRUS" images tag "$IMAGE" "$IMAGE2"; fi
 newproj <<YML
