@@ -19,6 +19,7 @@
 #include "backends/runtime/runtime.h"
 #include "common/log.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -29,7 +30,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/openat2.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -879,11 +882,13 @@ rl_container_create(struct backend *b, const struct backend_container_spec *spec
     argv_addf(&a, "%s/%s:%s", r->volumes_dir, spec->volumes[i].name,
               spec->volumes[i].container_path);
   }
-  if (spec->memory_mb) {
+  /* A limit at or above what the host has limits nothing: no cgroup for it (creating and
+   * removing cgroups is most of a container's set-up time on cgroup v1). */
+  if (spec->memory_mb && (!b->host_mem_mb || spec->memory_mb < b->host_mem_mb)) {
     argv_add(&a, "--memory-mb");
     argv_addf(&a, "%u", spec->memory_mb);
   }
-  if (spec->cpu > 0) {
+  if (spec->cpu > 0 && (!b->host_cpus || spec->cpu < (double)b->host_cpus)) {
     argv_add(&a, "--cpus");
     argv_addf(&a, "%g", spec->cpu);
   }
@@ -1155,6 +1160,80 @@ file_op(struct rootless *r, char **argv, struct rl_file *f, rl_proc_end_cb on_en
   return 0;
 }
 
+/* Read a small regular file of the container straight through /proc/PID/root, resolving
+ * the path inside that root (openat2 RESOLVE_IN_ROOT: symlinks cannot lead out of it).
+ * 0 with *out, -ENOENT when the file is missing, another negative errno when this way is not
+ * possible (no openat2, no access to that /proc entry): then the helper reads it. */
+static int
+read_in_root(pid_t pid, const char *path, size_t max, struct ci_buf *out, bool *too_big)
+{
+  char proc[64];
+  snprintf(proc, sizeof proc, "/proc/%ld/root", (long)pid);
+  cleanup_close int root = open(proc, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (root < 0)
+    return -errno;
+  struct open_how how = {
+      .flags = O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC,
+      .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+  };
+  cleanup_close int fd = (int)syscall(SYS_openat2, root, path, &how, sizeof how);
+  if (fd < 0)
+    return errno == ENOENT || errno == ENOTDIR ? -ENOENT : -errno;
+  struct stat st;
+  if (fstat(fd, &st) < 0)
+    return -errno;
+  if (!S_ISREG(st.st_mode))
+    return -EINVAL; /* a FIFO or a device: let the helper say what it is */
+  char buf[16384];
+  ssize_t n;
+  while ((n = read(fd, buf, sizeof buf)) != 0) {
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      return -errno;
+    }
+    if (out->len + (size_t)n > max) {
+      *too_big = true;
+      return 0;
+    }
+    ci_buf_add(out, buf, (size_t)n);
+  }
+  return 0;
+}
+
+struct rl_read_done {
+  uv_timer_t t;
+  struct rootless *r;
+  backend_file_cb cb;
+  void *data;
+  struct ci_buf content;
+  bool missing;
+  struct ci_error *err;
+};
+
+static void
+read_done_closed(uv_handle_t *h)
+{
+  struct rl_read_done *d = h->data;
+  struct rootless *r = d->r;
+  ci_buf_release(&d->content);
+  ci_error_free(&d->err);
+  free(d);
+  r->active--;
+  maybe_closed(r);
+}
+
+static void
+read_done_fire(uv_timer_t *t)
+{
+  struct rl_read_done *d = t->data;
+  if (d->err || d->missing)
+    d->cb(d->data, NULL, 0, d->err);
+  else
+    d->cb(d->data, ci_buf_str(&d->content), d->content.len, NULL);
+  uv_close((uv_handle_t *)t, read_done_closed);
+}
+
 static int
 rl_read_file(struct backend *b, const char *id, const char *path, size_t max,
              backend_file_cb cb, void *data)
@@ -1163,6 +1242,27 @@ rl_read_file(struct backend *b, const char *id, const char *path, size_t max,
   struct rl_container *c = find_container(r, id);
   if (!c || !c->ready || c->removing)
     return -1;
+  struct ci_buf content = CI_BUF_INIT;
+  bool too_big = false;
+  int rc = read_in_root(c->pid, path, max, &content, &too_big);
+  if (rc == 0 || rc == -ENOENT) {
+    struct rl_read_done *d = xcalloc(1, sizeof *d);
+    d->r = r;
+    d->cb = cb;
+    d->data = data;
+    d->content = content;
+    d->missing = rc == -ENOENT;
+    if (too_big)
+      ci_error_make(&d->err, -EFBIG, "%s in the container is larger than %zu bytes", path, max);
+    uv_timer_init(b->loop, &d->t);
+    d->t.data = d;
+    r->active++;
+    uv_timer_start(&d->t, read_done_fire, 0, 0);
+    return 0;
+  }
+  ci_buf_release(&content);
+  ci_log_debug("reading %s through /proc/%ld/root: %s; asking the helper", path, (long)c->pid,
+               strerror(-rc));
   struct argv a;
   argv_begin(&a, r, "cat");
   argv_add(&a, "--pid");
@@ -1175,7 +1275,7 @@ rl_read_file(struct backend *b, const char *id, const char *path, size_t max,
   f->data = data;
   f->max = max;
   f->what = "a file of the container";
-  int rc = file_op(r, argv_end(&a), f, file_on_end);
+  rc = file_op(r, argv_end(&a), f, file_on_end);
   ci_strv_release(&a.v);
   return rc;
 }
@@ -1599,6 +1699,20 @@ check_machine(const char *helper, char **summary, struct ci_error **err)
   return 0;
 }
 
+static bool
+dir_has_entries(const char *path)
+{
+  DIR *d = opendir(path);
+  if (!d)
+    return false;
+  struct dirent *e;
+  bool any = false;
+  while (!any && (e = readdir(d)))
+    any = strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
+  closedir(d);
+  return any;
+}
+
 static int
 mkdir_p(const char *path, mode_t mode)
 {
@@ -1628,8 +1742,11 @@ rootless_open(uv_loop_t *loop, const struct backend_options *opts, struct backen
     return ci_error_make(err, -ENOENT,
                          "the runtime helper cirrus-runtime was not found next to cirrus or in "
                          "libexec/cirrus (set CIRRUS_RUNTIME to its path)");
+  /* Probing costs a few milliseconds: only when "auto" must know whether to offer us;
+   * otherwise the first container says what is missing. */
   cleanup_free char *summary = NULL;
-  if (check_machine(helper, &summary, err) < 0)
+  bool automatic = !opts || !opts->name || !strcmp(opts->name, "auto");
+  if (automatic && check_machine(helper, &summary, err) < 0)
     return -1;
   cleanup_free char *dir = NULL;
   struct img_store *store = NULL;
@@ -1663,13 +1780,16 @@ rootless_open(uv_loop_t *loop, const struct backend_options *opts, struct backen
     return -1;
   }
   r->base.description = xasprintf("builtin (store %s, helper %s)", r->store_dir, r->helper);
-  if (ci_log_enabled(CI_LOG_DEBUG))
+  if (summary && ci_log_enabled(CI_LOG_DEBUG))
     ci_log(CI_LOG_DEBUG, "runtime check:\n%s", summary);
-  /* Collect what killed runs left behind, in the background. */
-  struct rl_clean *k = xcalloc(1, sizeof *k);
-  k->on_removed = gc_quiet;
-  k->cb = gc_done;
-  start_gc(r, k);
+  /* Collect what killed runs left behind, in the background (run dirs of live runs are
+   * locked and stay). */
+  if (dir_has_entries(r->runs_dir)) {
+    struct rl_clean *k = xcalloc(1, sizeof *k);
+    k->on_removed = gc_quiet;
+    k->cb = gc_done;
+    start_gc(r, k);
+  }
   *out = &r->base;
   return 0;
 }

@@ -427,10 +427,12 @@ cli_cmd_run(int argc, char **argv)
     goto fail;
   run_uuid(uuid);
   run_env_base(&base, uuid);
-  if (repo_env_add(project, &base, &err) < 0)
-    goto fail;
-  if (build_tars(&g, project, &base, &user, a.dirty, &tars, &err) < 0 ||
-      build_context(&g, project, &tars, &context, &err) < 0)
+  repo_lib_hold(); /* once for facts, ignore rules and the build context */
+  int failed = repo_env_add(project, &base, &err) < 0 ||
+              build_tars(&g, project, &base, &user, a.dirty, &tars, &err) < 0 ||
+              build_context(&g, project, &tars, &context, &err) < 0;
+  repo_lib_release();
+  if (failed)
     goto fail;
 
   if (uv_loop_init(&loop) < 0) {

@@ -125,6 +125,7 @@ main(int argc, char **argv)
     return 0;
   }
   tie_to_parent(find_ppid(ac, av));
+  rt_set_argv_area(argv[0], (size_t)(argv[argc - 1] + strlen(argv[argc - 1]) - argv[0]));
   if (!strcmp(cmd, "exec")) {
     struct rt_exec_opts o;
     if (rt_exec_opts_parse(ac, av, &o, &err) < 0)

@@ -85,6 +85,18 @@ libgit2_done(int *initialised)
 #define CLEANUP_LIBGIT2                                                                            \
   __attribute__((cleanup(libgit2_done), unused)) int libgit2_ref_ = git_libgit2_init()
 
+void
+repo_lib_hold(void)
+{
+  git_libgit2_init();
+}
+
+void
+repo_lib_release(void)
+{
+  git_libgit2_shutdown();
+}
+
 /* ---- facts ---- */
 
 void

@@ -111,6 +111,12 @@ struct repo_facts {
  * filled and owned by the caller, who calls repo_facts_release(). */
 int repo_facts_read(const char *dir, struct repo_facts *out, struct ci_error **err);
 
+/* Optional: keep libgit2 initialised between calls (a command that reads facts, ignore rules
+ * and changed files of one project).  libgit2 loads the system's CA bundle at every
+ * initialisation (milliseconds); the calls above initialise it themselves otherwise. */
+void repo_lib_hold(void);
+void repo_lib_release(void);
+
 /* Free every field and reset f to REPO_FACTS_INIT. */
 void repo_facts_release(struct repo_facts *f);
 

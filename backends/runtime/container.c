@@ -33,6 +33,16 @@
 
 /* ---------------------------------------------------------------- the container's side */
 
+static char *argv_area;
+static size_t argv_len;
+
+void
+rt_set_argv_area(char *start, size_t len)
+{
+  argv_area = start;
+  argv_len = len;
+}
+
 struct child {
   const struct rt_create_opts *o;
   const struct rt_idmap *m;
@@ -481,6 +491,10 @@ child_main(struct child *c)
   if (dup2(null, 0) < 0 || dup2(null, 1) < 0 || dup2(null, 2) < 0)
     child_fail(c, "cannot redirect to /dev/null");
   prctl(PR_SET_NAME, "cirrus-init");
+  if (argv_area && argv_len > sizeof "cirrus-init") {
+    memset(argv_area, 0, argv_len);
+    memcpy(argv_area, "cirrus-init", sizeof "cirrus-init");
+  }
   if (write(c->msg_fd, "R", 1) != 1)
     _exit(1);
   /* pid 1: idle and reap.  Everything else is closed. */

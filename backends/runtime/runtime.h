@@ -174,6 +174,10 @@ int rt_remove_tree_at(int dirfd, const char *name, struct ci_error **err);
 int rt_gc(const char *runs, void (*on_removed)(const char *dir, void *data), void *data,
           struct ci_error **err);
 
+/* The helper's argv area (argv[0] .. end of the last argument): the container's init
+ * overwrites it with "cirrus-init" so that /proc/1/cmdline shows no host paths. */
+void rt_set_argv_area(char *start, size_t len);
+
 /* check: print "name: value" lines to out; returns 0 when containers can run here. */
 int rt_check(int out_fd, struct ci_error **err);
 

@@ -31,7 +31,8 @@ chmod 0755 "$dir"
 install -m 0755 "$CIRRUS" "$(dirname "$CIRRUS")/cirrus-runtime" "$dir/"
 install -m 0644 "$here/$SUITE" "$here/lib.sh" "$dir/"
 home=$(getent passwd "$user" | cut -d: -f6)
-# A store of this run's own: other runs of these suites may use the same user meanwhile.
-install -d -m 0700 -o "$user" "$dir/store"
-su "$user" -s /bin/bash -c "cd '$dir' && export HOME='$home' CIRRUS_STORE='$dir/store' &&
+# A store of this run's own: other tests may use this user at the same time.
+store=$home/.cache/cirrus-e2e-store.$$
+trap 'su "$user" -s /bin/bash -c "chmod -R u+rwx '"'$store'"' 2>/dev/null; rm -rf '"'$store'"'"; rm -rf "$dir"' EXIT
+su "$user" -s /bin/bash -c "cd '$dir' && export HOME='$home' CIRRUS_STORE='$store' &&
   bash '$dir/$SUITE' '$dir/cirrus' builtin"

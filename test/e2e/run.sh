@@ -186,6 +186,18 @@ YML
 crun
 expect_rc 0 "CIRRUS_ENV"; expect_out "FOO_TOKEN=from-step NOT_CARRIED=unset"
 
+# --- CIRRUS_ENV is read inside the container: a symlink to a host path reads nothing of the host
+secret=$TMPROOT/host-secret.env
+echo "HOST_SECRET=leaked" >"$secret"
+chmod 0644 "$secret"
+newproj <<YML
+task:
+  link_script: rm -f \$CIRRUS_ENV; ln -s $secret \$CIRRUS_ENV
+  use_script: echo "SECRET=\${HOST_SECRET:-none}"
+YML
+crun
+expect_rc 0 "CIRRUS_ENV symlink"; expect_out "SECRET=none"
+
 # --- background_script runs beside and is killed (B30); file instruction (B31)
 newproj <<'YML'
 env:
@@ -292,7 +304,7 @@ task:
     memory: 256M
   script:
     # the container's own cgroup: at the root of a cgroup namespace, or named in /proc/self/cgroup
-    - m=$(sed -n 's/^[0-9]*:memory://p' /proc/self/cgroup); c=$(sed -n 's/^[0-9]*:cpu[,a-z]*://p' /proc/self/cgroup)
+    - m=$(sed -n 's/^[0-9]*:memory://p' /proc/self/cgroup); c=$(sed -n -e 's/^[0-9]*:cpu,cpuacct://p' -e 's/^[0-9]*:cpu://p' /proc/self/cgroup)
     - cat /sys/fs/cgroup/memory$m/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max
     - cat /sys/fs/cgroup/cpu$c/cpu.cfs_quota_us 2>/dev/null || cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us 2>/dev/null || cut -d' ' -f1 /sys/fs/cgroup/cpu.max
 YML

@@ -1,0 +1,300 @@
+#!/bin/bash
+# cirrus-runtime (the built-in rootless runtime's helper) driven directly, end to end:
+#   runtime.sh CIRRUS_RUNTIME IMG_TOOL MODE
+# MODE: root (run as root: user namespace on root's subordinate range, id-shifted store),
+#       subid (as user cirrus-rl, with /etc/subuid ranges), single (as user cirrus-rs, with no
+#       subordinate ids: one mapped id).  Must start as root: it prepares the users, then runs
+#       the checks as them.  The image comes from the local registry of scripts/engines.sh
+#       (CIRRUS_TEST_REGISTRY), pulled into a temporary store with IMG_TOOL.
+here=$(cd "$(dirname "$0")" && pwd)
+RT=${1:?usage: runtime.sh CIRRUS_RUNTIME IMG_TOOL MODE}
+IMG_TOOL=${2:?usage}
+MODE=${3:?usage}
+REGISTRY=${CIRRUS_TEST_REGISTRY:-127.0.0.1:5000}
+IMAGE=$REGISTRY/cirrus-test/busybox:latest
+
+if [[ ${CIRRUS_RT_INNER:-} != 1 ]]; then
+  # Outer part (root): users, a world-readable copy of the binaries, then the checks.
+  if [[ ${CIRRUS_TEST_SKIP:-} == *runtime* ]]; then echo "skipped: CIRRUS_TEST_SKIP"; exit 77; fi
+  [[ $(id -u) == 0 ]] || { echo "FAIL: runtime.sh prepares users and must start as root" >&2; exit 1; }
+  dir=$(mktemp -d /tmp/cirrus-rt-e2e.XXXXXX)
+  trap 'rm -rf "$dir"' EXIT
+  chmod 755 "$dir"
+  install -m 0755 "$RT" "$dir/cirrus-runtime"
+  install -m 0755 "$IMG_TOOL" "$dir/img_tool"
+  install -m 0755 "$here/runtime.sh" "$here/lib.sh" "$dir/"
+  case $MODE in
+    root) exec env CIRRUS_RT_INNER=1 bash "$dir/runtime.sh" "$dir/cirrus-runtime" "$dir/img_tool" root ;;
+    subid) user=cirrus-rl ;;
+    single) user=cirrus-rs ;;
+    *) echo "FAIL: unknown mode $MODE" >&2; exit 1 ;;
+  esac
+  if ! id "$user" >/dev/null 2>&1; then
+    useradd -m -s /bin/bash "$user" || { echo "FAIL: cannot create $user" >&2; exit 1; }
+  fi
+  if [[ $MODE == subid ]]; then
+    grep -q "^$user:" /etc/subuid || echo "$user:400000:65536" >>/etc/subuid
+    grep -q "^$user:" /etc/subgid || echo "$user:400000:65536" >>/etc/subgid
+  else
+    sed -i "/^$user:/d" /etc/subuid /etc/subgid
+  fi
+  cd "$dir" && chown "$user:" "$dir"
+  CIRRUS_RT_INNER=1 CIRRUS_TEST_REGISTRY=$REGISTRY TMPDIR=$dir \
+    setpriv --reuid="$user" --regid="$user" --init-groups --reset-env \
+    env CIRRUS_RT_INNER=1 CIRRUS_TEST_REGISTRY="$REGISTRY" TMPDIR="$dir" PATH="$PATH" \
+    bash "$dir/runtime.sh" "$dir/cirrus-runtime" "$dir/img_tool" "$MODE"
+  exit $?
+fi
+
+# ---- inner part: as the user of MODE ----
+. "$here/lib.sh"
+chmod 755 "$TMPROOT" # a root container (a subordinate uid) must reach the store
+store=$TMPROOT/store
+mkdir -p "$store"
+shift_opt=()
+if [[ $MODE == root ]]; then
+  run "$RT" check
+  expect_rc 0 "check"
+  expect_out "idmap: root 0:"
+  base=$(sed -n 's/^idmap: root 0:\([0-9]*\):65536$/\1/p' <<<"$out")
+  [[ -n $base ]] || { echo "FAIL: no root id base in: $out" >&2; exit 1; }
+  shift_opt=(--id-shift "$base")
+else
+  run "$RT" check
+  expect_rc 0 "check"
+  expect_out "userns: yes"
+  expect_out "overlay-userxattr: yes"
+  expect_out "idmap: $MODE"
+fi
+"$IMG_TOOL" "${shift_opt[@]}" "$store" pull --quiet "$IMAGE" >"$TMPROOT/pull.out" ||
+  { echo "FAIL: cannot pull $IMAGE" >&2; exit 1; }
+layers=()
+while read -r l; do layers+=(--layer "${l#layer=}"); done < <(grep '^layer=' "$TMPROOT/pull.out")
+((${#layers[@]})) || { echo "FAIL: no layers" >&2; exit 1; }
+runs=$store/runs
+mkdir -p "$runs"
+chmod 711 "$runs"
+host=$TMPROOT/host
+mkdir -p "$host/rw" "$host/ro"
+echo from-host >"$host/ro/file"
+echo single-file >"$host/one"
+
+# start_container NAME [create options...]: sets $pid, $rdir; the monitor's stdin is fd 7.
+start_container() {
+  local name=$1
+  shift
+  rdir=$runs/$name
+  mkdir -m 0700 "$rdir"
+  exec 7> >(exec "$RT" create --run-dir "$rdir" "${layers[@]}" --ppid $$ "$@" \
+    >"$TMPROOT/$name.out" 2>"$TMPROOT/$name.err")
+  monitor_pid=$!
+  for _ in $(seq 200); do
+    [[ -s $TMPROOT/$name.out ]] && break
+    sleep 0.02
+  done
+  pid=$(sed -n 's/^ready \([0-9][0-9]*\)$/\1/p' "$TMPROOT/$name.out")
+  checks=$((checks + 1))
+  [[ -n $pid ]] || { out=$(cat "$TMPROOT/$name.out"); err=$(cat "$TMPROOT/$name.err"); rc=-; fail "create $name: no ready line"; finish; exit 1; }
+  pidns=$(readlink "/proc/$pid/ns/pid")
+}
+
+# Processes in the container's pid namespace, as seen from here.
+ns_procs() {
+  local n=0 p
+  for p in /proc/[0-9]*; do
+    [[ $(readlink "$p/ns/pid" 2>/dev/null) == "$pidns" ]] && n=$((n + 1))
+  done
+  echo $n
+}
+
+# stop_container: EOF on the monitor's stdin; waits for it.
+stop_container() {
+  exec 7>&-
+  for _ in $(seq 250); do
+    [[ -e $rdir ]] || break
+    sleep 0.02
+  done
+  wait "$monitor_pid" 2>/dev/null
+}
+
+X() { run "$RT" exec --pid "$pid" --env PATH=/usr/sbin:/usr/bin:/sbin:/bin "$@"; }
+
+# Wait status of a command: "exit N" or "signal S" (bash folds both into $?).
+status_of() { perl -e 'system(@ARGV); my $s = $?; print(($s & 127) ? "signal " . ($s & 127) : "exit " . ($s >> 8))' -- "$@"; }
+
+start_container c1 --hostname box-e2e --mount "$host/rw:/mnt/rw" --mount "$host/ro:/mnt/ro:ro" \
+  --mount "$host/one:/etc/one-file:ro" --tmpfs /scratch
+expect_no_out_file() { :; }
+
+X -- echo hi
+expect_rc 0 "echo"
+checks=$((checks + 1)); [[ $out == hi ]] || fail "echo: stdout is not exactly hi"
+X -- sh -c 'exit 3'
+expect_rc 3 "exit 3"
+checks=$((checks + 1))
+st=$(status_of "$RT" exec --pid "$pid" -- /bin/sh -c 'kill -9 $$')
+[[ $st == "signal 9" ]] || fail "kill -9 in the step: helper ended with '$st', not signal 9"
+st=$(status_of "$RT" exec --pid "$pid" -- /bin/sh -c 'exit 7')
+checks=$((checks + 1)); [[ $st == "exit 7" ]] || fail "exit 7 seen as '$st'"
+X -- no-such-command
+expect_rc 127 "missing command"
+expect_err "cirrus-runtime: no-such-command: command not found"
+X -- /etc/passwd
+expect_rc 126 "not executable"
+
+run "$RT" exec --pid "$pid" --env A=1 --env "B=two words" --env PATH=/bin:/usr/bin -- env
+expect_rc 0 "env"
+checks=$((checks + 1))
+[[ $(sort <<<"$out") == $'A=1\nB=two words\nPATH=/bin:/usr/bin' ]] || fail "env is not exactly the given list"
+run "$RT" exec --pid "$pid" -- pwd
+checks=$((checks + 1)); [[ $out == / ]] || fail "default cwd is not /"
+X --cwd /tmp -- pwd
+checks=$((checks + 1)); [[ $out == /tmp ]] || fail "--cwd /tmp: got '$out'"
+X -- id -u
+checks=$((checks + 1)); [[ $out == 0 ]] || fail "default user is not root"
+X --user 1000 -- id -u
+if [[ $MODE == single ]]; then
+  expect_rc 1 "user 1000 with a single mapping"
+  expect_err "single id mapping"
+else
+  expect_rc 0 "user 1000"
+  checks=$((checks + 1)); [[ $out == 1000 ]] || fail "--user 1000: id -u is '$out'"
+  X --user nobody -- id -un
+  checks=$((checks + 1)); [[ $out == nobody ]] || fail "--user nobody: '$out'"
+  X --user 1000:1000 -- sh -c 'touch /tmp/u1000 && stat -c %u:%g /tmp/u1000'
+  checks=$((checks + 1)); [[ $out == 1000:1000 ]] || fail "file of user 1000 is '$out'"
+  X -- chown 1000:1000 /etc/passwd
+  expect_rc 0 "chown"
+fi
+X --user no-such-user -- true
+expect_rc 1 "unknown user"
+expect_err "no-such-user"
+
+# Writes land in the upper layer, are seen by the next exec, never in the store.
+X -- sh -c 'echo persisted > /etc/new-file && mkdir -p /root/d && echo x > /root/d/y'
+expect_rc 0 "write to the root file system"
+X -- cat /etc/new-file
+checks=$((checks + 1)); [[ $out == persisted ]] || fail "a write is not seen by the next exec"
+checks=$((checks + 1)); [[ -f $rdir/upper/etc/new-file ]] || fail "the write is not in the upper dir"
+checks=$((checks + 1))
+! ls "$store"/layers/*/diff/etc/new-file >/dev/null 2>&1 || fail "the write reached the store"
+
+# cp-in, cat, cp-out
+mkdir -p "$TMPROOT/tarsrc/d/sub"
+echo content >"$TMPROOT/tarsrc/d/sub/f"
+chmod 0640 "$TMPROOT/tarsrc/d/sub/f"
+tar -C "$TMPROOT/tarsrc" --owner=0 --group=0 --numeric-owner -cf "$TMPROOT/in.tar" d
+run "$RT" cp-in --pid "$pid" "$TMPROOT/in.tar"
+expect_rc 0 "cp-in"
+run "$RT" cat --pid "$pid" /d/sub/f
+expect_rc 0 "cat"
+checks=$((checks + 1)); [[ $out == content ]] || fail "cat after cp-in: '$out'"
+X -- stat -c %a:%u /d/sub/f
+checks=$((checks + 1)); [[ $out == 640:0 ]] || fail "cp-in mode/owner: '$out'"
+run "$RT" cat --pid "$pid" /does/not/exist
+expect_rc 2 "cat of a missing file"
+expect_no_out "cat of a missing file"
+run "$RT" cat --pid "$pid" --max 3 /d/sub/f
+expect_rc 1 "cat over --max"
+expect_no_out "cat over --max"
+run "$RT" cp-out --pid "$pid" /d "$TMPROOT/out.tar"
+expect_rc 0 "cp-out"
+checks=$((checks + 1))
+[[ $(tar -tf "$TMPROOT/out.tar" | sort | tr '\n' ' ') == "d/ d/sub/ d/sub/f " ]] ||
+  fail "cp-out entries: $(tar -tf "$TMPROOT/out.tar" | tr '\n' ' ')"
+checks=$((checks + 1))
+[[ $(stat -c %a "$TMPROOT/out.tar") == 600 ]] || fail "cp-out tar is not 0600"
+mkdir "$TMPROOT/x" && tar -C "$TMPROOT/x" -xf "$TMPROOT/out.tar"
+checks=$((checks + 1)); [[ $(cat "$TMPROOT/x/d/sub/f") == content ]] || fail "cp-out content"
+run "$RT" cp-out --pid "$pid" /etc/new-file "$TMPROOT/one.tar"
+checks=$((checks + 1)); [[ $(tar -tf "$TMPROOT/one.tar") == new-file ]] || fail "cp-out of a file"
+run "$RT" cp-out --pid "$pid" /missing "$TMPROOT/m.tar"
+expect_rc 2 "cp-out of a missing path"
+expect_err "cirrus-runtime: /missing: No such file or directory"
+# Hostile tars: .. and absolute paths are refused.
+printf 'evil\n' >"$TMPROOT/evil"
+tar -C "$TMPROOT" -cf "$TMPROOT/dotdot.tar" --transform 's|^|../../|' evil 2>/dev/null
+run "$RT" cp-in --pid "$pid" "$TMPROOT/dotdot.tar"
+expect_rc 1 "cp-in with .."
+tar -cPf "$TMPROOT/abs.tar" "$TMPROOT/evil" 2>/dev/null
+run "$RT" cp-in --pid "$pid" "$TMPROOT/abs.tar"
+expect_rc 1 "cp-in with an absolute path"
+
+# Bind mounts rw and ro; tmpfs; hostname.
+X -- sh -c 'echo from-container > /mnt/rw/w'
+expect_rc 0 "write to a rw bind"
+checks=$((checks + 1)); [[ $(cat "$host/rw/w" 2>/dev/null) == from-container ]] || fail "rw bind: not on the host"
+checks=$((checks + 1)); [[ $(stat -c %U "$host/rw/w") == "$(id -un)" ]] || fail "rw bind: host owner $(stat -c %U "$host/rw/w")"
+X -- sh -c 'cat /mnt/ro/file; echo no > /mnt/ro/w'
+checks=$((checks + 1)); [[ $out == from-host && $rc != 0 ]] || fail "ro bind: readable but not writable"
+X -- cat /etc/one-file
+checks=$((checks + 1)); [[ $out == single-file ]] || fail "file bind"
+X -- sh -c 'grep " /scratch " /proc/self/mountinfo'
+expect_out "tmpfs" "--tmpfs"
+X -- hostname
+checks=$((checks + 1)); [[ $out == box-e2e ]] || fail "hostname is '$out'"
+
+# pid 1 is the init; ps shows the container's processes only.
+X -- cat /proc/1/comm
+checks=$((checks + 1)); [[ $out == cirrus-init ]] || fail "pid 1 is '$out'"
+X -- ps -o pid,comm
+checks=$((checks + 1)); [[ $(wc -l <<<"$out") == 3 ]] || fail "ps shows more than init and ps: $out"
+X -- sh -c "tr \"\\\\0\" \" \" </proc/1/cmdline"
+checks=$((checks + 1)); [[ $out != *"$rdir"* ]] || fail "pid 1's command line shows the run dir"
+
+# Only the asked host paths are visible.
+X -- sh -c 'cut -d" " -f5 /proc/1/mountinfo'
+checks=$((checks + 1))
+bad=$(grep -Ev '^/($|proc$|sys(/|$)|dev(/|$)|tmp$|mnt/rw$|mnt/ro$|etc/one-file$|scratch$)' <<<"$out")
+[[ -z $bad ]] || fail "unexpected mount points: $bad"
+X -- sh -c 'ls /home /work /var/lib/cirrus 2>&1; ls /root'
+checks=$((checks + 1)); [[ $out != *cirrus-rl* && $out != *wt* ]] || fail "host directories visible: $out"
+
+# Teardown: no process, no mount, no run dir.
+checks=$((checks + 1)); [[ $(ns_procs) == 1 ]] || fail "expected only the init in the pid namespace"
+stop_container
+checks=$((checks + 1)); [[ ! -e $rdir ]] || fail "run dir left after teardown: $(ls -la "$rdir")"
+checks=$((checks + 1)); [[ $(ns_procs) == 0 ]] || fail "processes left after teardown"
+checks=$((checks + 1)); ! grep -q "$runs" /proc/self/mountinfo || fail "mounts left after teardown"
+checks=$((checks + 1)); [[ ! -s $TMPROOT/c1.err || $MODE == single ]] || fail "create wrote: $(cat "$TMPROOT/c1.err")"
+if [[ $MODE == single ]]; then
+  checks=$((checks + 1))
+  grep -q "no subordinate ids for $(id -un) in /etc/subuid" "$TMPROOT/c1.err" || fail "no single-mapping warning"
+fi
+
+# --network none: only lo.
+start_container c2 --network none
+X -- sh -c 'ls /sys/class/net'
+checks=$((checks + 1)); [[ $out == lo ]] || fail "--network none: interfaces '$out'"
+stop_container
+checks=$((checks + 1)); [[ ! -e $rdir ]] || fail "run dir c2 left"
+
+# A wrong --ppid is refused.
+mkdir -m 0700 "$runs/c3"
+run "$RT" create --run-dir "$runs/c3" "${layers[@]}" --ppid 1 </dev/null
+expect_rc 1 "wrong --ppid"
+expect_err "is gone"
+rmdir "$runs/c3"
+
+# The runner dies (SIGKILL): the monitor and the container die with it, the run dir stays for gc.
+mkdir -m 0700 "$runs/c4"
+bash -c 'sleep 100 | "$0" create --run-dir "$1" "${@:2}" --ppid $$ > "$1.out"' "$RT" "$runs/c4" "${layers[@]}" &
+runner=$!
+for _ in $(seq 200); do [[ -s $runs/c4.out ]] && break; sleep 0.02; done
+pid=$(sed -n 's/^ready \([0-9][0-9]*\)$/\1/p' "$runs/c4.out")
+checks=$((checks + 1)); [[ -n $pid ]] || fail "c4 not ready"
+pidns=$(readlink "/proc/$pid/ns/pid")
+kill -9 $runner
+wait $runner 2>/dev/null
+for _ in $(seq 100); do [[ $(ns_procs) == 0 ]] && break; sleep 0.02; done
+checks=$((checks + 1)); [[ $(ns_procs) == 0 ]] || fail "container processes survive the runner"
+checks=$((checks + 1)); [[ -d $runs/c4 ]] || fail "the run dir of a killed runner is gone (gc has nothing to do)"
+pkill -P $$ sleep 2>/dev/null
+rm -f "$runs/c4.out"
+run "$RT" gc --runs "$runs"
+expect_rc 0 "gc"
+checks=$((checks + 1)); [[ $out == "removed $runs/c4" ]] || fail "gc output: '$out'"
+checks=$((checks + 1)); [[ ! -e $runs/c4 ]] || fail "gc left $runs/c4"
+run "$RT" gc --runs "$runs"
+expect_no_out "second gc"
+finish
