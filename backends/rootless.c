@@ -500,6 +500,7 @@ struct rl_build {
   struct rootless *r;
   char *context_tar, *dockerfile, *tag;
   struct ci_strv args; /* "K=V" */
+  bool pull;
   backend_progress_cb on_progress;
   backend_done_cb cb;
   void *data;
@@ -553,6 +554,7 @@ build_work(uv_work_t *w)
       .dockerfile = bd->dockerfile,
       .tag = bd->tag,
       .args = &bd->args,
+      .pull = bd->pull,
       .on_progress = build_progress,
       .progress_data = bd,
       .cancel = &r->cancel_builds,
@@ -643,6 +645,7 @@ rl_image_build(struct backend *b, const struct backend_build_spec *spec,
   bd->context_tar = xstrdup(spec->context_tar);
   bd->dockerfile = xstrdup(spec->dockerfile);
   bd->tag = xstrdup(spec->tag);
+  bd->pull = spec->pull;
   for (size_t i = 0; spec->args && i < spec->args->n; i++)
     ci_strv_push_take(&bd->args,
                       xasprintf("%s=%s", spec->args->v[i].key, spec->args->v[i].value));

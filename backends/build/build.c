@@ -705,6 +705,7 @@ do_from(struct state *s, const struct bld_instr *in, struct ci_error **err)
   if (strcmp(w.v[0], "scratch")) {
     struct img_pull_opts po = IMG_PULL_OPTS_INIT;
     po.cancel = s->o->cancel;
+    po.policy = s->o->pull ? IMG_PULL_ALWAYS : IMG_PULL_MISSING;
     ret = img_pull(s->store, w.v[0], &po, &base, err);
   }
   ci_strv_release(&w);

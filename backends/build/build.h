@@ -84,6 +84,7 @@ struct bld_opts {
   const char *dockerfile;    /* its path inside the context */
   const char *tag;           /* the name of the result in the store */
   const struct ci_strv *args; /* "NAME=VALUE" build arguments; may be NULL */
+  bool pull;                  /* ask the registry for the base image even when it is stored */
   bld_progress_fn on_progress; /* may be NULL */
   void *progress_data;
   const volatile sig_atomic_t *cancel; /* non-zero: stop (the running step is killed) */
