@@ -34,7 +34,7 @@ usage(void)
   fputs("usage: cirrus-runtime create --run-dir DIR --layer DIR... [--hostname H]\n"
         "                             [--mount HOST:CT[:ro]]... [--volume HOSTDIR:CT]...\n"
         "                             [--tmpfs CT]... [--memory-mb N] [--cpus X]\n"
-        "                             [--network host|none] [--ppid PID]\n"
+        "                             [--network host|none] [--image-tmp] [--ppid PID]\n"
         "       cirrus-runtime exec --pid PID [--cwd DIR] [--user USER] [--env K=V]...\n"
         "                           [--ppid PID] -- ARGV...\n"
         "       cirrus-runtime cp-in --pid PID [--ppid PID] TARFILE\n"

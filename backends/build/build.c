@@ -309,6 +309,7 @@ container_start(struct state *s, struct container *c, struct ci_error **err)
   ci_strv_push(&a, c->run_dir);
   ci_strv_push(&a, "--hostname");
   ci_strv_push(&a, "buildkitsandbox");
+  ci_strv_push(&a, "--image-tmp"); /* /tmp belongs to the image being built */
   const char *root = img_store_get_root(s->store);
   for (size_t i = 0; i < s->diff_ids.n; i++) {
     ci_strv_push(&a, "--layer");

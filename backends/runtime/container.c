@@ -463,7 +463,8 @@ child_main(struct child *c)
     close(t);
   }
   setup_dev(c, rootfd);
-  mount_fs_at(c, rootfd, "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777");
+  if (!o->image_tmp)
+    mount_fs_at(c, rootfd, "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777");
   for (size_t i = 0; i < o->n_mounts; i++) {
     const struct rt_mount *mt = &o->mounts[i];
     if (mt->kind == RT_MOUNT_TMPFS)

@@ -100,6 +100,10 @@ rt_create_opts_parse(int argc, char **argv, struct rt_create_opts *o, struct ci_
   memset(o, 0, sizeof *o);
   for (int i = 0; i < argc; i++) {
     const char *a = argv[i], *v;
+    if (!strcmp(a, "--image-tmp")) {
+      o->image_tmp = true;
+      continue;
+    }
     if (!strcmp(a, "--run-dir") || !strcmp(a, "--layer") || !strcmp(a, "--hostname") ||
         !strcmp(a, "--mount") || !strcmp(a, "--volume") || !strcmp(a, "--tmpfs") ||
         !strcmp(a, "--memory-mb") || !strcmp(a, "--cpus") || !strcmp(a, "--network") ||

@@ -107,6 +107,8 @@ struct rt_create_opts {
   uint64_t memory_mb; /* 0 = no limit */
   double cpus;        /* 0 = no limit */
   bool net_none;      /* --network none */
+  bool image_tmp;     /* --image-tmp: /tmp as the image has it, no tmpfs (image builds: what a
+                         COPY put there is seen, what a RUN writes there is kept) */
   pid_t ppid;         /* 0 = not checked */
   /* Called with one line for the user (id mapping or limits that could not be applied). */
   void (*warn)(const char *msg, void *data);

@@ -222,7 +222,8 @@ two_task:
   script: cat /greeting
 YML
 mkdir ci
-printf 'FROM %s\nARG GREETING\nCOPY ci/extra.txt /extra.txt\nRUN echo "$GREETING" > /greeting\n' "$IMAGE" >ci/Dockerfile
+# (what COPY puts in /tmp is there for RUN, as with Docker)
+printf 'FROM %s\nARG GREETING\nCOPY ci/extra.txt /extra.txt\nCOPY ci/extra.txt /tmp/\nRUN echo "$GREETING" > /greeting && cp /tmp/extra.txt /from-tmp\n' "$IMAGE" >ci/Dockerfile
 echo extra >ci/extra.txt
 crun --dockerfile-image-template "$TEMPLATE"
 expect_rc 0 "dockerfile"
