@@ -234,6 +234,19 @@ expect_rc 0 "dockerfile, second run"
 expect_out "Re-using local image localhost/cirrus-e2e-$$/built-"
 checks=$((checks + 1)); [[ $out != *"building it"* ]] || fail "the image was built again"
 
+# ... a failing step or an unsupported instruction fails the build, naming the Dockerfile's
+# line (builtin: our builder's messages; nothing is left behind).
+if [[ $BACKEND == builtin ]]; then
+  printf 'FROM %s\nRUN echo before\nRUN exit 7\n' "$IMAGE" >ci/Dockerfile
+  crun --dockerfile-image-template "$TEMPLATE"
+  expect_rc 1 "build, failing RUN"
+  expect_out "ci/Dockerfile:3: RUN exit 7: the command returned a non-zero code: 7"
+  printf 'FROM %s\n\nVOLUME /data\n' "$IMAGE" >ci/Dockerfile
+  crun --dockerfile-image-template "$TEMPLATE"
+  expect_rc 1 "build, unsupported instruction"
+  expect_out "ci/Dockerfile:3: unsupported instruction 'VOLUME'"
+fi
+
 # ... a Ctrl-C stops a running build (builtin: the RUN container goes at once, nothing is left).
 if [[ $BACKEND == builtin ]]; then
   printf 'FROM %s\nRUN echo started-sleeping; sleep 300\n' "$IMAGE" >ci/Dockerfile
