@@ -149,6 +149,15 @@ declare_args(struct state *s, const struct ci_strv *words)
   }
 }
 
+/* Unique in this process: several builds may run at once (one per worker thread). */
+static unsigned
+next_seq(struct state *s)
+{
+  static unsigned counter;
+  s->seq = __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED);
+  return s->seq;
+}
+
 /* A temporary layer tar in <store>/build-cache (made on first use). */
 static int
 temp_tar(struct state *s, char **out, struct ci_error **err)
@@ -156,7 +165,7 @@ temp_tar(struct state *s, char **out, struct ci_error **err)
   cleanup_free char *dir = xasprintf("%s/build-cache", img_store_get_root(s->store));
   if (mkdir(dir, 0755) < 0 && errno != EEXIST)
     return ci_error_make(err, -errno, "cannot create %s: %s", dir, strerror(errno));
-  *out = xasprintf("%s/layer-%ld-%u.tar.tmp", dir, (long)getpid(), ++s->seq);
+  *out = xasprintf("%s/layer-%ld-%u.tar.tmp", dir, (long)getpid(), next_seq(s));
   return 0;
 }
 
@@ -295,7 +304,7 @@ container_start(struct state *s, struct container *c, struct ci_error **err)
   c->monitor = -1;
   c->stop_fd = -1;
   c->out_fd = -1;
-  c->run_dir = xasprintf("%s/build-%ld-%u", s->o->runs_dir, (long)getpid(), ++s->seq);
+  c->run_dir = xasprintf("%s/build-%ld-%u", s->o->runs_dir, (long)getpid(), next_seq(s));
   if (mkdir(c->run_dir, 0700) < 0)
     return ci_error_make(err, -errno, "cannot create %s: %s", c->run_dir, strerror(errno));
   struct ci_strv a = CI_STRV_INIT;
