@@ -67,6 +67,7 @@ struct rootless {
   void (*on_closed)(void *data);
   void *closed_data;
   char ppid[24];
+  struct rl_clean *bg_gc; /* the gc open started, while it runs (a clean takes it over) */
 };
 
 static struct rootless *
@@ -1411,6 +1412,7 @@ struct rl_clean {
   backend_progress_cb on_removed;
   backend_done_cb cb;
   void *data;
+  struct rootless *r; /* set for the background gc of open */
 };
 
 static void
@@ -1422,12 +1424,19 @@ clean_on_end(struct rl_proc *p)
     const char *nl = strchr(s, '\n');
     size_t len = nl ? (size_t)(nl - s) : strlen(s);
     if (len && k->on_removed) {
-      char *line = xstrndup(s, len);
+      /* the helper says "removed DIR"; clean prints "builtin: removed run directory DIR" */
+      static const char pfx[] = "removed ";
+      bool plain = len > sizeof pfx - 1 && !strncmp(s, pfx, sizeof pfx - 1);
+      char *line = plain ? xasprintf("run directory %.*s", (int)(len - (sizeof pfx - 1)),
+                                     s + sizeof pfx - 1)
+                         : xstrndup(s, len);
       k->on_removed(k->data, line);
       free(line);
     }
     s += len + (nl ? 1 : 0);
   }
+  if (k->r && k->r->bg_gc == k)
+    k->r->bg_gc = NULL;
   struct ci_error *err = NULL;
   if (p->signal || p->status) {
     char *why = proc_reason(p);
@@ -1467,11 +1476,23 @@ rl_clean(struct backend *b, const char *run_id, backend_progress_cb on_removed,
          backend_done_cb cb, void *data)
 {
   (void)run_id; /* live runs hold their run dir's lock: only stale ones go */
+  struct rootless *r = R(b);
+  if (r->bg_gc) {
+    /* The gc that open started is removing the same directories: report what it removed
+     * (its output is read when it ends) instead of racing it with a second one. */
+    struct rl_clean *k = r->bg_gc;
+    r->bg_gc = NULL;
+    k->on_removed = on_removed;
+    k->cb = cb;
+    k->data = data;
+    k->r = NULL;
+    return 0;
+  }
   struct rl_clean *k = xcalloc(1, sizeof *k);
   k->on_removed = on_removed;
   k->cb = cb;
   k->data = data;
-  return start_gc(R(b), k);
+  return start_gc(r, k);
 }
 
 static void
@@ -1791,7 +1812,9 @@ rootless_open(uv_loop_t *loop, const struct backend_options *opts, struct backen
     struct rl_clean *k = xcalloc(1, sizeof *k);
     k->on_removed = gc_quiet;
     k->cb = gc_done;
-    start_gc(r, k);
+    k->r = r;
+    if (start_gc(r, k) == 0)
+      r->bg_gc = k;
   }
   *out = &r->base;
   return 0;

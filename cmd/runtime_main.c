@@ -164,11 +164,19 @@ main(int argc, char **argv)
     return 0;
   }
   if (!strcmp(cmd, "gc")) {
-    if (ac != 2 || strcmp(av[0], "--runs") || av[1][0] != '/') {
-      fprintf(stderr, PREFIX "gc: expected --runs DIR (absolute)\n");
+    /* gc --runs DIR [--ppid PID] (the backend passes --ppid to every command) */
+    const char *runs = NULL;
+    for (int i = 0; i < ac; i += 2) {
+      if (i + 1 < ac && !strcmp(av[i], "--runs") && !runs)
+        runs = av[i + 1];
+      else if (i + 1 >= ac || strcmp(av[i], "--ppid"))
+        runs = "";
+    }
+    if (!runs || runs[0] != '/') {
+      fprintf(stderr, PREFIX "gc: expected --runs DIR (absolute) [--ppid PID]\n");
       return 1;
     }
-    int r = rt_gc(av[1], on_removed, NULL, &err);
+    int r = rt_gc(runs, on_removed, NULL, &err);
     fflush(stdout);
     return r < 0 ? fail(&err, 1) : 0;
   }

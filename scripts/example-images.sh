@@ -14,7 +14,14 @@
 # the 750 MB tar 15 s; docker load and podman load 30 s; the registry push 8 s).  Prints eval-able exports on stdout
 # (where each copy is); progress goes to stderr.  Run as root.
 #
-# Usage: example-images.sh [--no-engines] [--no-registry]
+# --dev also builds localhost/cirrus-examples/cirrus-dev:bookworm, the toolchain plus cirrus's own
+# build dependencies (cmake, the -dev packages of scripts/deps.sh, cmocka, clang's sanitizer
+# runtimes): the image of the project's own .cirrus.yml, for the built-in backend, so written as
+# an OCI layout and a docker-archive only (CIRRUS_DEV_OCI_LAYOUT, CIRRUS_DEV_DOCKER_ARCHIVE;
+# `docker load -i` the archive to use it elsewhere).  Its own debootstrap (the .debs are shared):
+# about 1 minute more the first time, about 1 GB.
+#
+# Usage: example-images.sh [--no-engines] [--no-registry] [--dev]
 # Environment:
 #   CIRRUS_EXAMPLES_CACHE    cache directory (default /var/cache/cirrus-examples)
 #   CIRRUS_EXAMPLES_MIRROR   Debian mirror (default: the host's, else http://deb.debian.org/debian)
@@ -30,11 +37,12 @@ shopt -s nullglob
 
 me=example-images.sh
 usage() { sed -n 's/^# Usage: //p' "$0" >&2; exit 2; }
-engines=1 registry_push=1
+engines=1 registry_push=1 dev=0
 while (($#)); do
   case $1 in
     --no-engines) engines=0; shift ;;
     --no-registry) registry_push=0; shift ;;
+    --dev) dev=1; shift ;;
     -h|--help) usage ;;
     *) echo "$me: unknown argument '$1'" >&2; usage ;;
   esac
@@ -43,16 +51,23 @@ done
 
 CACHE=${CIRRUS_EXAMPLES_CACHE:-/var/cache/cirrus-examples}
 SUITE=bookworm
-REPO=localhost/cirrus-examples/toolchain
 TAG=bookworm
-IMAGE=$REPO:$TAG
 REGISTRY=${CIRRUS_TEST_REGISTRY:-127.0.0.1:5000}
 REGISTRY_REPO=cirrus-examples/toolchain
 EPOCH=1704067200            # 2024-01-01T00:00:00Z: every mtime in the layer, the image's date
 CREATED=2024-01-01T00:00:00Z
 # What the examples need.  bash: the steps run under bash when the image has it.
-PKGS=(bash ca-certificates git make gcc libc6-dev clang ccache cppcheck clang-format
+TOOLCHAIN_PKGS=(bash ca-certificates git make gcc libc6-dev clang ccache cppcheck clang-format
       redis-server redis-tools procps)
+TOOLCHAIN_BINS=(gcc clang make ccache cppcheck clang-format git redis-server redis-cli)
+# cirrus-dev: the toolchain plus what building and unit-testing cirrus itself needs (the build
+# list of scripts/deps.sh, cmocka, clang's sanitizer runtimes; man, graphviz, zsh and fish for
+# the command line, graph, man page and completion tests): the image of the project's own
+# .cirrus.yml.
+DEV_PKGS=("${TOOLCHAIN_PKGS[@]}" cmake pkg-config libyaml-dev libjansson-dev
+      libcurl4-openssl-dev libgit2-dev libuv1-dev libpcre2-dev libssl-dev libarchive-dev
+      libcmocka-dev libclang-rt-14-dev man-db graphviz zsh fish)
+DEV_BINS=("${TOOLCHAIN_BINS[@]}" cmake pkg-config man dot zsh fish)
 # Changing this recipe (the tar options, what is removed) changes the key too.
 RECIPE=cirrus-examples-1
 
@@ -90,148 +105,165 @@ mkdir -p "$CACHE"
 exec 9>"$CACHE/lock"
 flock -w 1800 9 || die "another $me has held $CACHE/lock for 30 minutes"
 
-key=$(printf '%s\n' "$RECIPE" "$SUITE" "$(uname -m)" "${PKGS[@]}" | sha256sum | cut -c1-16)
-out=$CACHE/$key
-mkdir -p "$out"
+# make_image NAME: steps 1 and 2 for localhost/cirrus-examples/NAME:bookworm, from PKGS and
+# CHECK_BINS (what must be in the rootfs).  Sets key, out, IMAGE, layer, layer_size, config,
+# manifest, oci and archive for the steps after it.
+make_image() {
+  local name=$1 d title
+  local -n PKGS=$2 CHECK_BINS=$3
+  IMAGE=localhost/cirrus-examples/$name:$TAG
+  case $name in
+    toolchain) title="cirrus-examples toolchain (Debian 12)" ;;
+    *) title="cirrus-examples $name (Debian 12)" ;;
+  esac
+  key=$(printf '%s\n' "$RECIPE" "$SUITE" "$(uname -m)" "${PKGS[@]}" | sha256sum | cut -c1-16)
+  out=$CACHE/$key
+  mkdir -p "$out"
+  [[ -f $out/image ]] || echo "$name" >"$out/image"
 
-# --- 1. the rootfs tar (the one slow part: minutes, once per package list) -------------------
-if [[ ! -s $out/rootfs.tar ]]; then
-  t0=$SECONDS
-  build=$(mktemp -d "$CACHE/build.XXXXXX")
-  root=$build/root
-  # Whatever happens, nothing stays mounted and the half-built tree goes.
-  # mounts_under: what is mounted below $root, deepest first
-  mounts_under() { findmnt -rn -o TARGET | awk -v r="$root/" 'index($0, r) == 1' | sort -r; }
-  cleanup_build() {
-    local m
-    for m in $(mounts_under); do umount -l "$m" || true; done
-    rm -rf --one-file-system "$build"
-  }
-  trap cleanup_build EXIT
-  include=$(IFS=,; echo "${PKGS[*]}")
-  log "debootstrap $SUITE (minbase + ${PKGS[*]}) from $MIRROR; the log is $out/debootstrap.log"
-  mkdir -p "$CACHE/debs"
-  if ! debootstrap --variant=minbase --include="$include" --cache-dir="$CACHE/debs" \
-      "$SUITE" "$root" "$MIRROR" >"$out/debootstrap.log" 2>&1; then
-    tail -n 15 "$out/debootstrap.log" >&2
-    [[ -f $root/debootstrap/debootstrap.log ]] && tail -n 15 "$root/debootstrap/debootstrap.log" >&2
-    die "debootstrap failed (full log: $out/debootstrap.log)"
-  fi
-  log "debootstrap done in $((SECONDS - t0)) s"
-  for m in $(mounts_under); do umount -l "$m"; done
-  [[ -z $(mounts_under) ]] || die "cannot unmount what debootstrap mounted under $root"
+  # --- 1. the rootfs tar (the one slow part: minutes, once per package list) -------------------
+  if [[ ! -s $out/rootfs.tar ]]; then
+    t0=$SECONDS
+    build=$(mktemp -d "$CACHE/build.XXXXXX")
+    root=$build/root
+    # Whatever happens, nothing stays mounted and the half-built tree goes.
+    # mounts_under: what is mounted below $root, deepest first
+    mounts_under() { findmnt -rn -o TARGET | awk -v r="$root/" 'index($0, r) == 1' | sort -r; }
+    cleanup_build() {
+      local m
+      for m in $(mounts_under); do umount -l "$m" || true; done
+      rm -rf --one-file-system "$build"
+    }
+    trap cleanup_build EXIT
+    include=$(IFS=,; echo "${PKGS[*]}")
+    log "debootstrap $SUITE (minbase + ${PKGS[*]}) from $MIRROR; the log is $out/debootstrap.log"
+    mkdir -p "$CACHE/debs"
+    if ! debootstrap --variant=minbase --include="$include" --cache-dir="$CACHE/debs" \
+        "$SUITE" "$root" "$MIRROR" >"$out/debootstrap.log" 2>&1; then
+      tail -n 15 "$out/debootstrap.log" >&2
+      [[ -f $root/debootstrap/debootstrap.log ]] && tail -n 15 "$root/debootstrap/debootstrap.log" >&2
+      die "debootstrap failed (full log: $out/debootstrap.log)"
+    fi
+    log "debootstrap done in $((SECONDS - t0)) s"
+    for m in $(mounts_under); do umount -l "$m"; done
+    [[ -z $(mounts_under) ]] || die "cannot unmount what debootstrap mounted under $root"
 
-  # Make it an image: nothing that changes from one build to the next, nothing engines supply.
-  rm -rf --one-file-system "$root"/debootstrap "$root"/var/cache/apt/*.bin "$root"/var/cache/apt/archives/*.deb \
-    "$root"/var/lib/apt/lists/* "$root"/var/log/* "$root"/var/cache/ldconfig/aux-cache \
-    "$root"/var/lib/dpkg/*-old "$root"/var/cache/debconf/*-old "$root"/usr/share/doc/* \
-    "$root"/usr/share/man/* "$root"/usr/share/info/* "$root"/dev/* "$root"/proc/* "$root"/sys/* \
-    "$root"/run/* "$root"/tmp/* "$root"/var/tmp/*
-  mkdir -p "$root"/var/lib/apt/lists/partial
-  : >"$root/etc/resolv.conf"        # the engine provides these three
-  : >"$root/etc/hostname"
-  printf '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n' >"$root/etc/hosts"
-  rm -f "$root/etc/machine-id" "$root/var/lib/dbus/machine-id"
-  # field 3 of shadow is "days since 1970 of the last change": the build day otherwise
-  sed -i -E 's/^([^:]*:[^:]*:)[0-9]+:/\1'"$((EPOCH / 86400))"':/' "$root"/etc/shadow "$root"/etc/shadow- 2>/dev/null || true
-  # the image's own apt needs no man pages or docs either
-  cat >"$root/etc/dpkg/dpkg.cfg.d/01-cirrus-examples-nodoc" <<'CFG'
+    # Make it an image: nothing that changes from one build to the next, nothing engines supply.
+    rm -rf --one-file-system "$root"/debootstrap "$root"/var/cache/apt/*.bin "$root"/var/cache/apt/archives/*.deb \
+      "$root"/var/lib/apt/lists/* "$root"/var/log/* "$root"/var/cache/ldconfig/aux-cache \
+      "$root"/var/lib/dpkg/*-old "$root"/var/cache/debconf/*-old "$root"/usr/share/doc/* \
+      "$root"/usr/share/man/* "$root"/usr/share/info/* "$root"/dev/* "$root"/proc/* "$root"/sys/* \
+      "$root"/run/* "$root"/tmp/* "$root"/var/tmp/*
+    mkdir -p "$root"/var/lib/apt/lists/partial
+    : >"$root/etc/resolv.conf"        # the engine provides these three
+    : >"$root/etc/hostname"
+    printf '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n' >"$root/etc/hosts"
+    rm -f "$root/etc/machine-id" "$root/var/lib/dbus/machine-id"
+    # field 3 of shadow is "days since 1970 of the last change": the build day otherwise
+    sed -i -E 's/^([^:]*:[^:]*:)[0-9]+:/\1'"$((EPOCH / 86400))"':/' "$root"/etc/shadow "$root"/etc/shadow- 2>/dev/null || true
+    # the image's own apt needs no man pages or docs either
+    cat >"$root/etc/dpkg/dpkg.cfg.d/01-cirrus-examples-nodoc" <<'CFG'
 # written by cirrus scripts/example-images.sh: a CI image without documentation
 path-exclude /usr/share/doc/*
 path-exclude /usr/share/man/*
 path-exclude /usr/share/info/*
 CFG
-  chmod 1777 "$root/tmp" "$root/var/tmp"
-  for bin in gcc clang make ccache cppcheck clang-format git redis-server redis-cli; do
-    chroot "$root" sh -c "command -v $bin" >/dev/null || die "the rootfs lacks $bin"
-  done
+    chmod 1777 "$root/tmp" "$root/var/tmp"
+    for bin in "${CHECK_BINS[@]}"; do
+      chroot "$root" sh -c "command -v $bin" >/dev/null || die "the rootfs lacks $bin"
+    done
 
-  tar --format=gnu --sort=name --mtime=@$EPOCH --numeric-owner --one-file-system \
-    -C "$root" -cf "$build/rootfs.tar" .
-  # the packages and versions the layer was made from, for the record
-  chroot "$root" dpkg-query -W -f '${Package} ${Version}\n' >"$out/packages.txt"
-  mv "$build/rootfs.tar" "$out/rootfs.tar"
-  cleanup_build
-  trap - EXIT
-  # the rootfs of an older package list or recipe is not needed any more
-  for d in "$CACHE"/*/; do
-    d=${d%/}
-    [[ $d != "$out" && -f $d/rootfs.tar ]] && rm -rf --one-file-system "$d"
-  done
-  log "rootfs: $(du -m "$out/rootfs.tar" | cut -f1) MB, built in $((SECONDS - t0)) s"
-fi
+    tar --format=gnu --sort=name --mtime=@$EPOCH --numeric-owner --one-file-system \
+      -C "$root" -cf "$build/rootfs.tar" .
+    # the packages and versions the layer was made from, for the record
+    chroot "$root" dpkg-query -W -f '${Package} ${Version}\n' >"$out/packages.txt"
+    mv "$build/rootfs.tar" "$out/rootfs.tar"
+    cleanup_build
+    trap - EXIT
+    # the rootfs of an older package list or recipe of this image is not needed any more
+    # (a directory without an "image" file is an older toolchain's)
+    for d in "$CACHE"/*/; do
+      d=${d%/}
+      [[ $d != "$out" && -f $d/rootfs.tar &&
+         $(cat "$d/image" 2>/dev/null || echo toolchain) == "$name" ]] && rm -rf --one-file-system "$d"
+    done
+    log "rootfs: $(du -m "$out/rootfs.tar" | cut -f1) MB, built in $((SECONDS - t0)) s"
+  fi
 
-# --- 2. the image: config, manifest, OCI layout and docker-archive ------------------------------
-if [[ ! -s $out/layer.sha256 || $out/layer.sha256 -ot $out/rootfs.tar ]]; then
-  sha256sum <"$out/rootfs.tar" | cut -c1-64 >"$out/layer.sha256"
-fi
-layer=$(cat "$out/layer.sha256")
-layer_size=$(stat -c %s "$out/rootfs.tar")
+  # --- 2. the image: config, manifest, OCI layout and docker-archive ------------------------------
+  if [[ ! -s $out/layer.sha256 || $out/layer.sha256 -ot $out/rootfs.tar ]]; then
+    sha256sum <"$out/rootfs.tar" | cut -c1-64 >"$out/layer.sha256"
+  fi
+  layer=$(cat "$out/layer.sha256")
+  layer_size=$(stat -c %s "$out/rootfs.tar")
 
-jq -cnS --arg created "$CREATED" --arg diff "sha256:$layer" --arg key "$key" '{
-  architecture: "amd64", os: "linux", created: $created,
-  config: {
-    Env: ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8"],
-    Cmd: ["/bin/bash"], WorkingDir: "/",
-    Labels: {"org.opencontainers.image.title": "cirrus-examples toolchain (Debian 12)",
-             "org.opencontainers.image.description": "built by cirrus scripts/example-images.sh",
-             "dev.cirrus.examples.key": $key}
-  },
-  rootfs: {type: "layers", diff_ids: [$diff]},
-  history: [{created: $created, created_by: "scripts/example-images.sh (debootstrap)"}]
-}' >"$out/config.json"
-config=$(sha256sum <"$out/config.json" | cut -c1-64)
-config_size=$(stat -c %s "$out/config.json")
-jq -cnS --arg c "sha256:$config" --argjson cs "$config_size" --arg l "sha256:$layer" \
-    --argjson ls "$layer_size" '{
-  schemaVersion: 2, mediaType: "application/vnd.oci.image.manifest.v1+json",
-  config: {mediaType: "application/vnd.oci.image.config.v1+json", digest: $c, size: $cs},
-  layers: [{mediaType: "application/vnd.oci.image.layer.v1.tar", digest: $l, size: $ls}]
-}' >"$out/manifest.json"
-manifest=$(sha256sum <"$out/manifest.json" | cut -c1-64)
-manifest_size=$(stat -c %s "$out/manifest.json")
+  jq -cnS --arg created "$CREATED" --arg diff "sha256:$layer" --arg key "$key" --arg title "$title" '{
+    architecture: "amd64", os: "linux", created: $created,
+    config: {
+      Env: ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8"],
+      Cmd: ["/bin/bash"], WorkingDir: "/",
+      Labels: {"org.opencontainers.image.title": $title,
+               "org.opencontainers.image.description": "built by cirrus scripts/example-images.sh",
+               "dev.cirrus.examples.key": $key}
+    },
+    rootfs: {type: "layers", diff_ids: [$diff]},
+    history: [{created: $created, created_by: "scripts/example-images.sh (debootstrap)"}]
+  }' >"$out/config.json"
+  config=$(sha256sum <"$out/config.json" | cut -c1-64)
+  config_size=$(stat -c %s "$out/config.json")
+  jq -cnS --arg c "sha256:$config" --argjson cs "$config_size" --arg l "sha256:$layer" \
+      --argjson ls "$layer_size" '{
+    schemaVersion: 2, mediaType: "application/vnd.oci.image.manifest.v1+json",
+    config: {mediaType: "application/vnd.oci.image.config.v1+json", digest: $c, size: $cs},
+    layers: [{mediaType: "application/vnd.oci.image.layer.v1.tar", digest: $l, size: $ls}]
+  }' >"$out/manifest.json"
+  manifest=$(sha256sum <"$out/manifest.json" | cut -c1-64)
+  manifest_size=$(stat -c %s "$out/manifest.json")
 
-# link_or_copy SRC DST: the layer is hundreds of MB; a hard link costs nothing
-link_or_copy() { ln -f "$1" "$2" 2>/dev/null || cp "$1" "$2"; }
+  # link_or_copy SRC DST: the layer is hundreds of MB; a hard link costs nothing
+  link_or_copy() { ln -f "$1" "$2" 2>/dev/null || cp "$1" "$2"; }
 
-# (a) OCI image layout, tag "bookworm"
-oci=$out/oci
-if [[ $(jq -r '.manifests[0].digest' "$oci/index.json" 2>/dev/null) != "sha256:$manifest" ]]; then
-  rm -rf "$oci.tmp"
-  mkdir -p "$oci.tmp/blobs/sha256"
-  printf '{"imageLayoutVersion":"1.0.0"}' >"$oci.tmp/oci-layout"
-  link_or_copy "$out/rootfs.tar" "$oci.tmp/blobs/sha256/$layer"
-  cp "$out/config.json" "$oci.tmp/blobs/sha256/$config"
-  cp "$out/manifest.json" "$oci.tmp/blobs/sha256/$manifest"
-  jq -cnS --arg d "sha256:$manifest" --argjson s "$manifest_size" --arg tag "$TAG" --arg name "$IMAGE" '{
-    schemaVersion: 2, mediaType: "application/vnd.oci.image.index.v1+json",
-    manifests: [{mediaType: "application/vnd.oci.image.manifest.v1+json", digest: $d, size: $s,
-                 annotations: {"org.opencontainers.image.ref.name": $tag,
-                               "io.containerd.image.name": $name}}]
-  }' >"$oci.tmp/index.json"
-  rm -rf "$oci"
-  mv "$oci.tmp" "$oci"
-fi
+  # (a) OCI image layout, tag "bookworm"
+  oci=$out/oci
+  if [[ $(jq -r '.manifests[0].digest' "$oci/index.json" 2>/dev/null) != "sha256:$manifest" ]]; then
+    rm -rf "$oci.tmp"
+    mkdir -p "$oci.tmp/blobs/sha256"
+    printf '{"imageLayoutVersion":"1.0.0"}' >"$oci.tmp/oci-layout"
+    link_or_copy "$out/rootfs.tar" "$oci.tmp/blobs/sha256/$layer"
+    cp "$out/config.json" "$oci.tmp/blobs/sha256/$config"
+    cp "$out/manifest.json" "$oci.tmp/blobs/sha256/$manifest"
+    jq -cnS --arg d "sha256:$manifest" --argjson s "$manifest_size" --arg tag "$TAG" --arg name "$IMAGE" '{
+      schemaVersion: 2, mediaType: "application/vnd.oci.image.index.v1+json",
+      manifests: [{mediaType: "application/vnd.oci.image.manifest.v1+json", digest: $d, size: $s,
+                   annotations: {"org.opencontainers.image.ref.name": $tag,
+                                 "io.containerd.image.name": $name}}]
+    }' >"$oci.tmp/index.json"
+    rm -rf "$oci"
+    mv "$oci.tmp" "$oci"
+  fi
 
-# (b) docker-archive (docker save's format): manifest.json, the config, one layer.tar
-archive=$out/docker-archive.tar
-if [[ $(cat "$out/docker-archive.id" 2>/dev/null) != "$config" || ! -s $archive ]]; then
-  rm -rf "$out/archive.tmp"
-  mkdir -p "$out/archive.tmp/$layer"
-  link_or_copy "$out/rootfs.tar" "$out/archive.tmp/$layer/layer.tar"
-  printf '1.0' >"$out/archive.tmp/$layer/VERSION"
-  cp "$out/config.json" "$out/archive.tmp/$config.json"
-  jq -cn --arg c "$config.json" --arg t "$IMAGE" --arg l "$layer/layer.tar" \
-    '[{Config: $c, RepoTags: [$t], Layers: [$l]}]' >"$out/archive.tmp/manifest.json"
-  jq -cn --arg r "$REPO" --arg t "$TAG" --arg id "$layer" '{($r): {($t): $id}}' \
-    >"$out/archive.tmp/repositories"
-  tar --format=gnu --sort=name --mtime=@$EPOCH --numeric-owner --owner=0 --group=0 \
-    -C "$out/archive.tmp" -cf "$archive.tmp" .
-  rm -rf "$out/archive.tmp"
-  mv "$archive.tmp" "$archive"
-  echo "$config" >"$out/docker-archive.id"
-fi
-log "image $IMAGE: config sha256:$config, layer sha256:$layer ($((layer_size / 1048576)) MB)"
+  # (b) docker-archive (docker save's format): manifest.json, the config, one layer.tar
+  archive=$out/docker-archive.tar
+  if [[ $(cat "$out/docker-archive.id" 2>/dev/null) != "$config" || ! -s $archive ]]; then
+    rm -rf "$out/archive.tmp"
+    mkdir -p "$out/archive.tmp/$layer"
+    link_or_copy "$out/rootfs.tar" "$out/archive.tmp/$layer/layer.tar"
+    printf '1.0' >"$out/archive.tmp/$layer/VERSION"
+    cp "$out/config.json" "$out/archive.tmp/$config.json"
+    jq -cn --arg c "$config.json" --arg t "$IMAGE" --arg l "$layer/layer.tar" \
+      '[{Config: $c, RepoTags: [$t], Layers: [$l]}]' >"$out/archive.tmp/manifest.json"
+    jq -cn --arg r "${IMAGE%:*}" --arg t "$TAG" --arg id "$layer" '{($r): {($t): $id}}' \
+      >"$out/archive.tmp/repositories"
+    tar --format=gnu --sort=name --mtime=@$EPOCH --numeric-owner --owner=0 --group=0 \
+      -C "$out/archive.tmp" -cf "$archive.tmp" .
+    rm -rf "$out/archive.tmp"
+    mv "$archive.tmp" "$archive"
+    echo "$config" >"$out/docker-archive.id"
+  fi
+  log "image $IMAGE: config sha256:$config, layer sha256:$layer ($((layer_size / 1048576)) MB)"
+}
+
+make_image toolchain TOOLCHAIN_PKGS TOOLCHAIN_BINS
 
 # --- 3. the engines: load where the image id differs --------------------------------------------
 loaded=()
@@ -302,3 +334,11 @@ echo "export CIRRUS_EXAMPLES_OCI_LAYOUT=$oci:$TAG"
 echo "export CIRRUS_EXAMPLES_DOCKER_ARCHIVE=$archive"
 echo "export CIRRUS_EXAMPLES_ROOTFS_TAR=$out/rootfs.tar"
 [[ -z $pushed ]] || echo "export CIRRUS_EXAMPLES_REGISTRY_IMAGE=$pushed  # plain HTTP"
+
+# --- 5. the image of the project's own CI (--dev): an OCI layout and a docker-archive only ------
+if ((dev)); then
+  make_image cirrus-dev DEV_PKGS DEV_BINS
+  echo "export CIRRUS_DEV_IMAGE=$IMAGE"
+  echo "export CIRRUS_DEV_OCI_LAYOUT=$oci:$TAG"
+  echo "export CIRRUS_DEV_DOCKER_ARCHIVE=$archive"
+fi

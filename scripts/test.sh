@@ -13,7 +13,7 @@ echo "== engines" >&2
 engines_env=$(scripts/engines.sh)
 eval "$engines_env"
 echo "== example images" >&2
-eval "$(scripts/example-images.sh)"
+eval "$(scripts/example-images.sh --dev)"
 
 echo "== gcc build" >&2
 scripts/build.sh build -DCMAKE_C_COMPILER=gcc

@@ -188,3 +188,15 @@ rt__cgroup_remove(struct rt__cgroup *cg)
   }
   cg->n = 0;
 }
+
+void
+rt__cgroup_remove_stale(const char *name)
+{
+  static const char *const fmts[] = {CG_ROOT "/cirrus-rt-%s", CG_ROOT "/memory/cirrus-rt-%s",
+                                     CG_ROOT "/cpu/cirrus-rt-%s"};
+  for (size_t i = 0; i < CI_ARRAY_SIZE(fmts); i++) {
+    char dir[512];
+    snprintf(dir, sizeof dir, fmts[i], name);
+    rmdir(dir);
+  }
+}

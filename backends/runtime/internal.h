@@ -24,6 +24,8 @@ int rt__cgroup_attach(const struct rt__cgroup *cg, pid_t pid, struct ci_error **
 /* Join the cirrus cgroups that pid is in (exec as root). */
 void rt__cgroup_join_of(pid_t pid);
 void rt__cgroup_remove(struct rt__cgroup *cg);
+/* Remove the cgroups a killed monitor left for run dir name (gc). */
+void rt__cgroup_remove_stale(const char *name);
 /* "v1", "v2" or "none" and whether this process may create cgroups. */
 const char *rt__cgroup_version(bool *writable);
 

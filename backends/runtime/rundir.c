@@ -237,6 +237,8 @@ rt_gc(const char *runs, void (*on_removed)(const char *dir, void *data), void *d
       ret = r;
       break;
     }
+    if (geteuid() == 0)
+      rt__cgroup_remove_stale(de->d_name);
     if (on_removed)
       on_removed(path, data);
   }

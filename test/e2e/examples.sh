@@ -1,11 +1,13 @@
 #!/bin/bash
 # End to end: every example in examples/ runs as its README says, on every backend of
-#   $CIRRUS_E2E_BACKENDS (default "docker podman"; "builtin" for the built-in runtime),
+#   $CIRRUS_E2E_BACKENDS (default "builtin docker podman"; builtin: the built-in runtime, which
+#   needs no daemon and takes the image from the OCI layout in $CIRRUS_EXAMPLES_OCI_LAYOUT),
 # with the real binary, on the image scripts/example-images.sh builds
 # (localhost/cirrus-examples/toolchain:bookworm; scripts/test.sh runs it first).
 #   examples.sh CIRRUS
 # Each example is copied to a scratch directory first: the tree under examples/ is never touched.
-# After every run: no container or volume of that run is left.  What main does not do yet is
+# After every run: no container or volume of that run is left (builtin: no run directory in the
+# store, no cirrus-runtime process).  What main does not do yet is
 # asserted as far as it goes and reported "SKIP <why> (issue N)", never skipped silently.
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
@@ -13,7 +15,7 @@ CIRRUS=${1:?usage: examples.sh CIRRUS}
 [[ $CIRRUS == /* ]] || CIRRUS=$PWD/$CIRRUS
 EXAMPLES=$(cd "$here/../../examples" && pwd)
 IMAGE=localhost/cirrus-examples/toolchain:bookworm
-read -ra backends <<<"${CIRRUS_E2E_BACKENDS:-docker podman}"
+read -ra backends <<<"${CIRRUS_E2E_BACKENDS:-builtin docker podman}"
 export NO_COLOR=1 CI=true
 # Caches of these runs go to a scratch directory, removed with it.
 export XDG_CACHE_HOME=$TMPROOT/cache
@@ -44,12 +46,16 @@ for backend in "${backends[@]}"; do
 done
 ((${#runnable[@]})) || exit 77
 
-# leftovers: containers and volumes of the current run id on this backend
+# leftovers: containers and volumes of the current run id on this backend; on builtin, any
+# run directory of this test's store and any runtime helper working on it
 leftovers() {
   local engine
   case $backend in
     docker|podman) engine=$backend ;;
-    *) return 0 ;;   # the built-in backend: its own tests check its run directories
+    builtin)
+      ls -A "$CIRRUS_STORE/runs" 2>/dev/null
+      pgrep -af "cirrus-runtime .*$CIRRUS_STORE" 2>/dev/null
+      return 0 ;;
   esac
   "$engine" ps -a --filter "label=dev.cirrus.run-id=$CIRRUS_RUN_ID" --format '{{.ID}} {{.Names}}' 2>/dev/null
   "$engine" volume ls --filter "label=dev.cirrus.run-id=$CIRRUS_RUN_ID" --format '{{.Name}}' 2>/dev/null
@@ -90,7 +96,10 @@ expect_line() {
 for backend in "${runnable[@]}"; do
   echo "=== backend $backend"
   if [[ $backend == builtin ]]; then
-    # the built-in backend's store takes the OCI layout scripts/example-images.sh wrote
+    # A store of this test's own (another store may have another id shift), which takes the
+    # OCI layout scripts/example-images.sh wrote.
+    export CIRRUS_STORE=$TMPROOT/store
+    chmod 0711 "$TMPROOT" # the containers' mapped root must reach the store's layers
     run "$CIRRUS" images pull "oci:$CIRRUS_EXAMPLES_OCI_LAYOUT"
     expect_rc 0 "[builtin] images pull oci:"
     run "$CIRRUS" images tag "oci:$CIRRUS_EXAMPLES_OCI_LAYOUT" "$IMAGE"
@@ -192,6 +201,11 @@ for backend in "${runnable[@]}"; do
   if [[ $out == *"building images from a Dockerfile is not supported yet"* ]]; then
     # today the build task is skipped and the task then fails to pull the image it names
     skip "dockerfile: container: dockerfile: is not built yet (issue 6)"
+  elif [[ $backend == builtin && $rc == 1 &&
+          $out == *"the builtin backend cannot build images"* ]]; then
+    # the build task says so and its dependent is skipped, not run on a missing image
+    expect_out "'check' task skipped: dependency 'Prebuild ci/Dockerfile GREETING=hi' failed"
+    skip "dockerfile: the builtin backend cannot build a Dockerfile yet (branch builtin6)"
   else
     expect_rc 0 "[$backend] dockerfile: cirrus run"
     expect_line "hi from ci/Dockerfile"

@@ -262,8 +262,20 @@ if [[ $MODE == single ]]; then
   grep -q "no subordinate ids for $(id -un) in /etc/subuid" "$TMPROOT/c1.err" || fail "no single-mapping warning"
 fi
 
-# --network none: only lo.
-start_container c2 --network none
+# --network none: only lo.  Limits: cgroups as root, a warning otherwise.
+start_container c2 --network none --memory-mb 200 --cpus 0.5
+if [[ $MODE == root ]]; then
+  checks=$((checks + 1))
+  [[ $(cat /sys/fs/cgroup/memory/cirrus-rt-c2/memory.limit_in_bytes) == 209715200 ]] || fail "memory limit"
+  checks=$((checks + 1))
+  [[ $(cat /sys/fs/cgroup/cpu/cirrus-rt-c2/cpu.cfs_quota_us) == 50000 ]] || fail "cpu quota"
+  X -- cat /proc/self/cgroup
+  expect_out ":memory:/cirrus-rt-c2" "a step's memory cgroup"
+  expect_out ":cpu:/cirrus-rt-c2" "a step's cpu cgroup"
+else
+  checks=$((checks + 1))
+  grep -q "limits not applied (memory 200 MB and cpu 0.5)" "$TMPROOT/c2.err" || fail "no limits warning: $(cat "$TMPROOT/c2.err")"
+fi
 X -- sh -c 'ls /sys/class/net'
 checks=$((checks + 1)); [[ $out == lo ]] || fail "--network none: interfaces '$out'"
 stop_container
@@ -278,7 +290,10 @@ rmdir "$runs/c3"
 
 # The runner dies (SIGKILL): the monitor and the container die with it, the run dir stays for gc.
 mkdir -m 0700 "$runs/c4"
-bash -c 'sleep 100 | "$0" create --run-dir "$1" "${@:2}" --ppid $$ > "$1.out"' "$RT" "$runs/c4" "${layers[@]}" &
+# Its stdin is a fifo it holds open itself (no EOF when it dies): only PDEATHSIG ends the monitor.
+mkfifo "$TMPROOT/c4.fifo"
+bash -c 'exec 8<>"$1.fifo"; "$0" create --run-dir "$2" "${@:3}" --ppid $$ <&8 >"$2.out" 2>/dev/null' \
+  "$RT" "$TMPROOT/c4" "$runs/c4" "${layers[@]}" --memory-mb 100 &
 runner=$!
 for _ in $(seq 200); do [[ -s $runs/c4.out ]] && break; sleep 0.02; done
 pid=$(sed -n 's/^ready \([0-9][0-9]*\)$/\1/p' "$runs/c4.out")
@@ -289,12 +304,17 @@ wait $runner 2>/dev/null
 for _ in $(seq 100); do [[ $(ns_procs) == 0 ]] && break; sleep 0.02; done
 checks=$((checks + 1)); [[ $(ns_procs) == 0 ]] || fail "container processes survive the runner"
 checks=$((checks + 1)); [[ -d $runs/c4 ]] || fail "the run dir of a killed runner is gone (gc has nothing to do)"
-pkill -P $$ sleep 2>/dev/null
 rm -f "$runs/c4.out"
 run "$RT" gc --runs "$runs"
 expect_rc 0 "gc"
 checks=$((checks + 1)); [[ $out == "removed $runs/c4" ]] || fail "gc output: '$out'"
 checks=$((checks + 1)); [[ ! -e $runs/c4 ]] || fail "gc left $runs/c4"
+if [[ $MODE == root ]]; then
+  checks=$((checks + 1)); [[ ! -e /sys/fs/cgroup/memory/cirrus-rt-c4 ]] || fail "gc left the cgroup of c4"
+fi
+checks=$((checks + 1))
+[[ $MODE != root || -z $(ls -d /sys/fs/cgroup/memory/cirrus-rt-c2 /sys/fs/cgroup/cpu/cirrus-rt-c2 2>/dev/null) ]] ||
+  fail "teardown left the cgroups of c2"
 run "$RT" gc --runs "$runs"
 expect_no_out "second gc"
 finish

@@ -81,6 +81,21 @@ sb_extract(struct sandbox *sb, const char *data, size_t len, enum img_opaque_xat
   return img__extract(sb->fd, memrd_read, &m, &o, res ? res : &local, err);
 }
 
+/* Whether trusted.* xattrs can be set under DIR: root of the initial user namespace can, root
+ * of another one (a container of the built-in backend, where the project's own CI runs) cannot. */
+static bool
+can_set_trusted_xattr(const char *dir)
+{
+  cleanup_free char *probe = xasprintf("%s/trusted-probe", dir);
+  int fd = open(probe, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0)
+    return false;
+  close(fd);
+  bool ok = setxattr(probe, "trusted.overlay.opaque", "y", 1, 0) == 0;
+  unlink(probe);
+  return ok;
+}
+
 /* ------------------------------------------------------------ ordinary layers */
 
 static void
@@ -226,9 +241,10 @@ test_extract_whiteouts(void **state)
   assert_int_equal(getxattr(fresh, "user.overlay.opaque", v, sizeof(v)), 1);
   assert_true(getxattr(opq, "trusted.overlay.opaque", v, sizeof(v)) < 0);
   assert_true(tl_exists("%s/opq/new", sb.layer));
+  bool trusted = geteuid() == 0 && can_set_trusted_xattr(sb.base);
   sb_release(&sb);
 
-  if (geteuid() == 0) { /* the rootful formats */
+  if (trusted) { /* the rootful formats */
     sb_init(&sb);
     tl_ok(sb_extract(&sb, tar, len, IMG_OPAQUE_BOTH, NULL, &err), &err);
     cleanup_free char *o2 = xasprintf("%s/opq", sb.layer);
