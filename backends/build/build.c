@@ -55,8 +55,7 @@ struct state {
   size_t step, nsteps;
 };
 
-static void
-progress(struct state *s, const char *fmt, ...) CI_PRINTF(2, 3);
+static void progress(struct state *s, const char *fmt, ...) CI_PRINTF(2, 3);
 static void
 progress(struct state *s, const char *fmt, ...)
 {
@@ -623,11 +622,9 @@ do_config(struct state *s, const struct bld_instr *in, struct ci_error **err)
     break;
   case BLD_WORKDIR: {
     const char *d = w.v[0];
-    char *nw = d[0] == '/' ? xstrdup(d)
-                           : xasprintf("%s/%s", s->workdir && strcmp(s->workdir, "/")
-                                                    ? s->workdir
-                                                    : "",
-                                       d);
+    char *nw = d[0] == '/'
+                   ? xstrdup(d)
+                   : xasprintf("%s/%s", s->workdir && strcmp(s->workdir, "/") ? s->workdir : "", d);
     free(s->workdir);
     s->workdir = nw;
     break;

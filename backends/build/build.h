@@ -41,11 +41,11 @@ enum bld_kind {
 
 struct bld_instr {
   enum bld_kind kind;
-  unsigned line;       /* 1-based line where the instruction starts */
-  char *text;          /* owned: "KEYWORD rest" with continuations joined (part of cache keys) */
-  char *rest;          /* owned: what follows the keyword and the flags, unexpanded */
-  bool json;           /* RUN/CMD/ENTRYPOINT/COPY/ADD written as a JSON array */
-  struct ci_strv argv; /* JSON form: the array; shell form RUN/CMD/ENTRYPOINT: the command */
+  unsigned line;        /* 1-based line where the instruction starts */
+  char *text;           /* owned: "KEYWORD rest" with continuations joined (part of cache keys) */
+  char *rest;           /* owned: what follows the keyword and the flags, unexpanded */
+  bool json;            /* RUN/CMD/ENTRYPOINT/COPY/ADD written as a JSON array */
+  struct ci_strv argv;  /* JSON form: the array; shell form RUN/CMD/ENTRYPOINT: the command */
   struct ci_strv flags; /* "--name=value" flags before the arguments (COPY --chown, ...) */
 };
 
@@ -78,13 +78,13 @@ int bld_words(const char *s, bld_lookup_fn lookup, void *data, struct ci_strv *o
 typedef void (*bld_progress_fn)(const char *line, void *data);
 
 struct bld_opts {
-  const char *helper;        /* the runtime helper executable (cirrus-runtime) */
-  const char *runs_dir;      /* where containers get their run directories */
-  const char *context_tar;   /* the build context */
-  const char *dockerfile;    /* its path inside the context */
-  const char *tag;           /* the name of the result in the store */
-  const struct ci_strv *args; /* "NAME=VALUE" build arguments; may be NULL */
-  bool pull;                  /* ask the registry for the base image even when it is stored */
+  const char *helper;          /* the runtime helper executable (cirrus-runtime) */
+  const char *runs_dir;        /* where containers get their run directories */
+  const char *context_tar;     /* the build context */
+  const char *dockerfile;      /* its path inside the context */
+  const char *tag;             /* the name of the result in the store */
+  const struct ci_strv *args;  /* "NAME=VALUE" build arguments; may be NULL */
+  bool pull;                   /* ask the registry for the base image even when it is stored */
   bld_progress_fn on_progress; /* may be NULL */
   void *progress_data;
   const volatile sig_atomic_t *cancel; /* non-zero: stop (the running step is killed) */

@@ -176,8 +176,7 @@ write_entry(struct copy_ctx *x, struct archive_entry *e, const char *name, struc
 
 /* ADD: the entry's data, if it is a tar archive, extracted below dest.  Returns 1 when it was. */
 static int
-add_archive(struct copy_ctx *x, struct archive *src, struct archive_entry *e,
-            struct ci_error **err)
+add_archive(struct copy_ctx *x, struct archive *src, struct archive_entry *e, struct ci_error **err)
 {
   la_int64_t size = archive_entry_size(e);
   if (size <= 0 || size > ((la_int64_t)1 << 30))
@@ -292,8 +291,7 @@ bld__copy_layer(const struct bld__copy *c, const char *tar_path, struct ci_error
   for (size_t i = 0; ret == 0 && i < c->n_sources; i++) {
     cleanup_free char *src = norm(c->sources[i]);
     if (!strncmp(src, "..", 2) && (src[2] == '/' || !src[2])) {
-      ret = ci_error_make(err, CI_EUSAGE, "'%s' is outside of the build context",
-                          c->sources[i]);
+      ret = ci_error_make(err, CI_EUSAGE, "'%s' is outside of the build context", c->sources[i]);
       break;
     }
     size_t before = x.n;
@@ -342,8 +340,8 @@ bld__copy_layer(const struct bld__copy *c, const char *tar_path, struct ci_error
     archive_write_set_format_pax_restricted(x.w);
     archive_write_set_bytes_in_last_block(x.w, 1);
     if (archive_write_open_filename(x.w, tar_path) != ARCHIVE_OK)
-      ret = ci_error_make(err, CI_EFAIL, "cannot write %s: %s", tar_path,
-                          archive_error_string(x.w));
+      ret =
+          ci_error_make(err, CI_EFAIL, "cannot write %s: %s", tar_path, archive_error_string(x.w));
     while (ret == 0 && archive_read_next_header(a, &e) == ARCHIVE_OK) {
       cleanup_free char *nm = norm(archive_entry_pathname(e));
       const struct match *m = NULL;
@@ -365,8 +363,8 @@ bld__copy_layer(const struct bld__copy *c, const char *tar_path, struct ci_error
       ret = write_entry(&x, e, out, a, err);
     }
     if (ret == 0 && archive_write_close(x.w) != ARCHIVE_OK)
-      ret = ci_error_make(err, CI_EFAIL, "cannot write %s: %s", tar_path,
-                          archive_error_string(x.w));
+      ret =
+          ci_error_make(err, CI_EFAIL, "cannot write %s: %s", tar_path, archive_error_string(x.w));
     archive_write_free(x.w);
   }
   if (a)

@@ -12,14 +12,16 @@ static const struct {
   const char *name;
   enum bld_kind kind;
 } keywords[] = {
-    {"FROM", BLD_FROM},       {"RUN", BLD_RUN},         {"COPY", BLD_COPY},
-    {"ADD", BLD_ADD},         {"ENV", BLD_ENV},         {"ARG", BLD_ARG},
-    {"WORKDIR", BLD_WORKDIR}, {"USER", BLD_USER},       {"LABEL", BLD_LABEL},
-    {"ENTRYPOINT", BLD_ENTRYPOINT}, {"CMD", BLD_CMD},   {"EXPOSE", BLD_EXPOSE},
+    {"FROM", BLD_FROM},       {"RUN", BLD_RUN},
+    {"COPY", BLD_COPY},       {"ADD", BLD_ADD},
+    {"ENV", BLD_ENV},         {"ARG", BLD_ARG},
+    {"WORKDIR", BLD_WORKDIR}, {"USER", BLD_USER},
+    {"LABEL", BLD_LABEL},     {"ENTRYPOINT", BLD_ENTRYPOINT},
+    {"CMD", BLD_CMD},         {"EXPOSE", BLD_EXPOSE},
 };
 
-static const char *const unsupported[] = {"VOLUME", "SHELL", "HEALTHCHECK", "ONBUILD",
-                                          "STOPSIGNAL", "MAINTAINER"};
+static const char *const unsupported[] = {"VOLUME",  "SHELL",      "HEALTHCHECK",
+                                          "ONBUILD", "STOPSIGNAL", "MAINTAINER"};
 
 void
 bld_dockerfile_release(struct bld_dockerfile *df)
@@ -181,8 +183,7 @@ parse_json_array(const char *s, struct ci_strv *out)
   return 0;
 }
 
-static int
-fail_at(struct ci_error **err, const char *file, unsigned line, const char *fmt, ...)
+static int fail_at(struct ci_error **err, const char *file, unsigned line, const char *fmt, ...)
     CI_PRINTF(4, 5);
 static int
 fail_at(struct ci_error **err, const char *file, unsigned line, const char *fmt, ...)
@@ -231,8 +232,7 @@ check_instr(struct bld_instr *in, const char *kw, const char *file, struct ci_er
     }
     for (size_t i = 0; ret == 0 && in->kind == BLD_ADD && !in->json && i + 1 < n; i++)
       if (strstr(w.v[i], "://"))
-        ret = fail_at(err, file, in->line, "ADD: remote sources are not supported ('%s')",
-                      w.v[i]);
+        ret = fail_at(err, file, in->line, "ADD: remote sources are not supported ('%s')", w.v[i]);
     break;
   case BLD_ENV:
   case BLD_LABEL:
@@ -295,11 +295,9 @@ add_instr(struct bld_dockerfile *df, const char *logical, unsigned line, size_t 
   if (kind == BLD_FROM && df->n)
     for (size_t i = 0; i < df->n; i++)
       if (df->v[i].kind == BLD_FROM)
-        return fail_at(err, df->file, line,
-                       "multi-stage builds are not supported (a second FROM)");
+        return fail_at(err, df->file, line, "multi-stage builds are not supported (a second FROM)");
   if (kind != BLD_FROM && kind != BLD_ARG && !df->n)
-    return fail_at(err, df->file, line, "the first instruction must be FROM (or ARG), not %s",
-                   kw);
+    return fail_at(err, df->file, line, "the first instruction must be FROM (or ARG), not %s", kw);
   if (kind != BLD_FROM && kind != BLD_ARG) {
     bool from = false;
     for (size_t i = 0; i < df->n; i++)
@@ -332,8 +330,8 @@ add_instr(struct bld_dockerfile *df, const char *logical, unsigned line, size_t 
     in.rest[--rl] = '\0';
   in.text = xasprintf("%s %s", kw, in.rest);
   int ret = 0;
-  bool json_ok = kind == BLD_RUN || kind == BLD_CMD || kind == BLD_ENTRYPOINT ||
-                 kind == BLD_COPY || kind == BLD_ADD;
+  bool json_ok = kind == BLD_RUN || kind == BLD_CMD || kind == BLD_ENTRYPOINT || kind == BLD_COPY ||
+                 kind == BLD_ADD;
   if (json_ok && in.rest[0] == '[') {
     if (parse_json_array(in.rest, &in.argv) < 0)
       ret = fail_at(err, df->file, line, "%s: invalid JSON array '%s'", kw, in.rest);

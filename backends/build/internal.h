@@ -18,9 +18,9 @@ struct bld__copy {
   const char *context_tar;
   const char *const *sources; /* as written (globs allowed), relative to the context */
   size_t n_sources;
-  const char *dest;    /* absolute, or relative to workdir; a trailing '/' means a directory */
-  const char *workdir; /* absolute */
-  const char *chown;   /* "uid[:gid]" (numeric) or NULL: 0:0 */
+  const char *dest;      /* absolute, or relative to workdir; a trailing '/' means a directory */
+  const char *workdir;   /* absolute */
+  const char *chown;     /* "uid[:gid]" (numeric) or NULL: 0:0 */
   bool extract_archives; /* ADD: local tar archives are extracted into dest */
 };
 /* Write the layer to tar_path.  Errors name the source that matched nothing. */

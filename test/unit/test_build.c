@@ -48,10 +48,9 @@ test_parse_all(void **state)
   assert_int_equal(bld_parse("Dockerfile", text, &df, &err), 0);
   assert_null(err);
   assert_int_equal(df.n, 15);
-  static const enum bld_kind kinds[] = {BLD_ARG,     BLD_FROM, BLD_ARG,     BLD_ENV,  BLD_ENV,
-                                        BLD_RUN,     BLD_RUN,  BLD_COPY,    BLD_ADD,  BLD_WORKDIR,
-                                        BLD_USER,    BLD_LABEL, BLD_EXPOSE, BLD_ENTRYPOINT,
-                                        BLD_CMD};
+  static const enum bld_kind kinds[] = {
+      BLD_ARG, BLD_FROM,    BLD_ARG,  BLD_ENV,   BLD_ENV,    BLD_RUN,        BLD_RUN, BLD_COPY,
+      BLD_ADD, BLD_WORKDIR, BLD_USER, BLD_LABEL, BLD_EXPOSE, BLD_ENTRYPOINT, BLD_CMD};
   static const unsigned lines[] = {2, 3, 4, 5, 6, 7, 10, 11, 12, 13, 14, 15, 16, 17, 18};
   for (size_t i = 0; i < df.n; i++) {
     assert_int_equal(df.v[i].kind, kinds[i]);
@@ -284,8 +283,12 @@ test_copy_layer(void **state)
   archive_write_set_format_pax_restricted(w);
   assert_int_equal(archive_write_open_filename(w, ctx), ARCHIVE_OK);
   static const struct tar_file files[] = {
-      {"./", NULL, 0755},           {"./src/", NULL, 0755},        {"./src/one.txt", "1", 0644},
-      {"./src/deep/", NULL, 0700},  {"./src/deep/two.sh", "2", 0755}, {"./top.txt", "T", 0644},
+      {"./", NULL, 0755},
+      {"./src/", NULL, 0755},
+      {"./src/one.txt", "1", 0644},
+      {"./src/deep/", NULL, 0700},
+      {"./src/deep/two.sh", "2", 0755},
+      {"./top.txt", "T", 0644},
       {"./Dockerfile", "FROM x\n", 0644},
   };
   for (size_t i = 0; i < CI_ARRAY_SIZE(files); i++) {
@@ -332,8 +335,7 @@ test_copy_layer(void **state)
   assert_string_equal(l, "work/renamed 7 644 T\n");
   free(l);
   /* several sources and a glob into a directory */
-  l = copy_listing(ctx, (const char *const[]){"top.txt", "src/*.txt"}, 2, "/d/", NULL, false,
-                   NULL);
+  l = copy_listing(ctx, (const char *const[]){"top.txt", "src/*.txt"}, 2, "/d/", NULL, false, NULL);
   assert_string_equal(l, "d/one.txt 0 644 1\nd/top.txt 0 644 T\n");
   free(l);
   /* COPY keeps an archive as it is; ADD extracts it (owners as in the archive) */
@@ -379,8 +381,8 @@ test_store_add(void **state)
   struct img_store *s = NULL;
   struct ci_error *err = NULL;
   assert_int_equal(img_store_open(root, NULL, &s, &err), 0);
-  static const struct tar_file f[] = {{"etc/", NULL, 0755}, {"etc/motd", "hello\n", 0644},
-                                      {"etc/.wh.gone", "", 0}};
+  static const struct tar_file f[] = {
+      {"etc/", NULL, 0755}, {"etc/motd", "hello\n", 0644}, {"etc/.wh.gone", "", 0}};
   write_tar(layer, f, 3, false);
   char *id = NULL, *id2 = NULL;
   assert_int_equal(img_store_add_layer(s, layer, &id, &err), 0);
@@ -408,8 +410,7 @@ test_store_add(void **state)
                         "\"layers\",\"diff_ids\":[\"%s\"]}}",
                         id);
   struct img_image *img = NULL;
-  assert_int_equal(img_store_add_image(s, "localhost/built/x:1", cfg, strlen(cfg), &img, &err),
-                   0);
+  assert_int_equal(img_store_add_image(s, "localhost/built/x:1", cfg, strlen(cfg), &img, &err), 0);
   assert_string_equal(img->name, "localhost/built/x:1");
   assert_int_equal(img->layers.n, 1);
   assert_string_equal(img->diff_ids.v[0], id);
@@ -463,8 +464,8 @@ int
 main(void)
 {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_parse_all),   cmocka_unit_test(test_parse_errors),
-      cmocka_unit_test(test_words),       cmocka_unit_test(test_copy_layer),
+      cmocka_unit_test(test_parse_all), cmocka_unit_test(test_parse_errors),
+      cmocka_unit_test(test_words),     cmocka_unit_test(test_copy_layer),
       cmocka_unit_test(test_store_add),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
