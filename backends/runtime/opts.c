@@ -246,6 +246,9 @@ rt_exec_opts_parse(int argc, char **argv, struct rt_exec_opts *o, struct ci_erro
   }
   for (; i < argc; i++)
     ci_strv_push(&o->argv, argv[i]);
+  /* NULL after the last element (not counted): argv.v can go to execve as it is. */
+  CI_GROW(o->argv.v, o->argv.alloc, o->argv.n + 1);
+  o->argv.v[o->argv.n] = NULL;
   if (!o->pid) {
     ci_error_make(err, CI_EUSAGE, "exec: --pid is required");
     goto fail;
