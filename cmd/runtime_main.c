@@ -41,12 +41,13 @@ usage(void)
   fputs("usage: cirrus-runtime create --run-dir DIR --layer DIR... [--hostname H]\n"
         "                             [--mount HOST:CT[:ro]]... [--volume HOSTDIR:CT]...\n"
         "                             [--tmpfs CT]... [--memory-mb N] [--cpus X]\n"
-        "                             [--network host|none] [--ppid PID]\n"
+        "                             [--network host|none] [--image-tmp] [--ppid PID]\n"
         "       cirrus-runtime exec --pid PID [--cwd DIR] [--user USER] [--env K=V]...\n"
         "                           [--ppid PID] -- ARGV...\n"
         "       cirrus-runtime cp-in --pid PID [--ppid PID] TARFILE\n"
         "       cirrus-runtime cp-out --pid PID [--ppid PID] PATH TARFILE\n"
         "       cirrus-runtime cat --pid PID [--max N] [--ppid PID] PATH\n"
+        "       cirrus-runtime diff --pid PID [--ppid PID] UPPERDIR TARFILE\n"
         "       cirrus-runtime gc --runs DIR\n"
         "       cirrus-runtime check\n",
         stderr);
@@ -155,12 +156,14 @@ main(int argc, char **argv)
       return fail(&err, 1);
     return 0;
   }
-  if (!strcmp(cmd, "cp-in") || !strcmp(cmd, "cp-out") || !strcmp(cmd, "cat")) {
+  if (!strcmp(cmd, "cp-in") || !strcmp(cmd, "cp-out") || !strcmp(cmd, "cat") ||
+      !strcmp(cmd, "diff")) {
     struct rt_file_opts o;
     if (rt_file_opts_parse(cmd, ac, av, &o, &err) < 0)
       return fail(&err, 1);
     int r = !strcmp(cmd, "cp-in")    ? rt_copy_in(&o, &err)
             : !strcmp(cmd, "cp-out") ? rt_copy_out(&o, &err)
+            : !strcmp(cmd, "diff")   ? rt_diff(&o, &err)
                                      : rt_cat(&o, 1, &err);
     rt_file_opts_release(&o);
     if (r < 0)

@@ -227,6 +227,12 @@ test_create_opts(void **state)
   assert_true(o.cpus > 1.49 && o.cpus < 1.51);
   assert_true(o.net_none);
   assert_int_equal(o.ppid, 42);
+  assert_false(o.image_tmp); /* /tmp is a tmpfs unless asked */
+  rt_create_opts_release(&o);
+  assert_int_equal(PARSE(rt_create_opts_parse, &o, &err, "--image-tmp", "--run-dir", "/r",
+                         "--layer", "/l0"),
+                   0);
+  assert_true(o.image_tmp);
   rt_create_opts_release(&o);
 
   static const char *const bad[][4] = {
