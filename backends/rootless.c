@@ -14,6 +14,7 @@
  * (its layers locked against `cirrus images prune`) until the backend closes.
  */
 #include "rootless.h"
+#include "backends/build/build.h"
 #include "backends/image/image.h"
 #include "backends/runtime/runtime.h"
 #include "common/log.h"
@@ -60,6 +61,9 @@ struct rootless {
   unsigned seq;
   unsigned active; /* processes, pulls and deferred callbacks not yet finished */
   bool closing;
+  volatile sig_atomic_t cancel_builds; /* set on close or SIGINT/SIGTERM: builds stop */
+  unsigned nbuilds;                    /* running builds; the signal watchers run while > 0 */
+  uv_signal_t sigint, sigterm;
   void (*on_closed)(void *data);
   void *closed_data;
   char ppid[24];
@@ -485,6 +489,182 @@ rl_image_prepare(struct backend *b, const char *ref, enum backend_pull_policy po
   if (rc < 0) {
     uv_close((uv_handle_t *)&pl->async, pull_closed); /* frees pl, no callback */
     return -1;
+  }
+  return 0;
+}
+
+/* ---- image builds (backends/build, on libuv's thread pool) ---- */
+
+struct rl_build {
+  uv_work_t work;
+  uv_async_t async;
+  struct rootless *r;
+  char *context_tar, *dockerfile, *tag;
+  struct ci_strv args; /* "K=V" */
+  bool pull;
+  backend_progress_cb on_progress;
+  backend_done_cb cb;
+  void *data;
+  struct ci_error *err;
+  uv_mutex_t mu;
+  struct ci_strv lines; /* progress from the building thread, under mu */
+};
+
+static void
+build_progress(const char *line, void *data)
+{
+  struct rl_build *bd = data;
+  uv_mutex_lock(&bd->mu);
+  ci_strv_push(&bd->lines, line);
+  uv_mutex_unlock(&bd->mu);
+  uv_async_send(&bd->async);
+}
+
+static void
+build_flush(struct rl_build *bd)
+{
+  uv_mutex_lock(&bd->mu);
+  struct ci_strv lines = bd->lines;
+  bd->lines = (struct ci_strv)CI_STRV_INIT;
+  uv_mutex_unlock(&bd->mu);
+  for (size_t i = 0; i < lines.n; i++)
+    if (bd->on_progress)
+      bd->on_progress(bd->data, lines.v[i]);
+  ci_strv_release(&lines);
+}
+
+static void
+build_on_async(uv_async_t *a)
+{
+  build_flush(a->data);
+}
+
+static void
+build_work(uv_work_t *w)
+{
+  struct rl_build *bd = container_of(w, struct rl_build, work);
+  struct rootless *r = bd->r;
+  /* A store handle of its own: a build is long, and pulls must not wait for it. */
+  struct img_store *store = NULL;
+  if (rootless_store_open(&store, NULL, &bd->err) < 0)
+    return;
+  struct bld_opts o = {
+      .helper = r->helper,
+      .runs_dir = r->runs_dir,
+      .context_tar = bd->context_tar,
+      .dockerfile = bd->dockerfile,
+      .tag = bd->tag,
+      .args = &bd->args,
+      .pull = bd->pull,
+      .on_progress = build_progress,
+      .progress_data = bd,
+      .cancel = &r->cancel_builds,
+  };
+  struct img_image *img = NULL;
+  if (bld_build(store, &o, &img, &bd->err) == 0)
+    img_image_free(img);
+  img_store_free(store);
+}
+
+static void
+build_closed(uv_handle_t *h)
+{
+  struct rl_build *bd = h->data;
+  struct rootless *r = bd->r;
+  uv_mutex_destroy(&bd->mu);
+  ci_strv_release(&bd->lines);
+  ci_strv_release(&bd->args);
+  ci_error_free(&bd->err);
+  free(bd->context_tar);
+  free(bd->dockerfile);
+  free(bd->tag);
+  free(bd);
+  r->active--;
+  maybe_closed(r);
+}
+
+/* A Ctrl-C (or SIGTERM) stops running builds at once: the scheduler waits for their callbacks,
+ * and a RUN step may run for minutes.  The scheduler's own watchers see the signal too. */
+static void
+build_on_signal(uv_signal_t *h, int sig)
+{
+  struct rootless *r = h->data;
+  (void)sig;
+  r->cancel_builds = 1;
+}
+
+static void
+build_signal_closed(uv_handle_t *h)
+{
+  struct rootless *r = h->data;
+  r->active--;
+  maybe_closed(r);
+}
+
+static void
+build_watch(struct rootless *r, bool on)
+{
+  uv_signal_t *hs[2] = {&r->sigint, &r->sigterm};
+  int sigs[2] = {SIGINT, SIGTERM};
+  for (int i = 0; i < 2; i++) {
+    if (on) {
+      uv_signal_init(r->base.loop, hs[i]);
+      hs[i]->data = r;
+      uv_signal_start(hs[i], build_on_signal, sigs[i]);
+      uv_unref((uv_handle_t *)hs[i]);
+      r->active++;
+    } else {
+      uv_close((uv_handle_t *)hs[i], build_signal_closed);
+    }
+  }
+}
+
+static void
+build_after(uv_work_t *w, int status)
+{
+  struct rl_build *bd = container_of(w, struct rl_build, work);
+  build_flush(bd);
+  if (status == UV_ECANCELED && !bd->err)
+    ci_error_make(&bd->err, CI_ECANCELED, "build of %s canceled", bd->tag);
+  if (bd->err)
+    ci_error_prefix(&bd->err, "building %s", bd->tag);
+  if (--bd->r->nbuilds == 0)
+    build_watch(bd->r, false);
+  bd->cb(bd->data, bd->err);
+  uv_close((uv_handle_t *)&bd->async, build_closed);
+}
+
+static int
+rl_image_build(struct backend *b, const struct backend_build_spec *spec,
+               backend_progress_cb on_progress, backend_done_cb cb, void *data)
+{
+  struct rootless *r = R(b);
+  if (!spec->context_tar || !spec->dockerfile || !spec->tag)
+    return -EINVAL;
+  struct rl_build *bd = xcalloc(1, sizeof *bd);
+  bd->r = r;
+  bd->context_tar = xstrdup(spec->context_tar);
+  bd->dockerfile = xstrdup(spec->dockerfile);
+  bd->tag = xstrdup(spec->tag);
+  bd->pull = spec->pull;
+  for (size_t i = 0; spec->args && i < spec->args->n; i++)
+    ci_strv_push_take(&bd->args,
+                      xasprintf("%s=%s", spec->args->v[i].key, spec->args->v[i].value));
+  bd->on_progress = on_progress;
+  bd->cb = cb;
+  bd->data = data;
+  uv_mutex_init(&bd->mu);
+  uv_async_init(b->loop, &bd->async, build_on_async);
+  bd->async.data = bd;
+  r->active++;
+  int rc = uv_queue_work(b->loop, &bd->work, build_work, build_after);
+  if (rc < 0) {
+    uv_close((uv_handle_t *)&bd->async, build_closed); /* frees bd, no callback */
+    return -EIO;
+  }
+  if (r->nbuilds++ == 0) {
+    r->cancel_builds = 0;
+    build_watch(r, true);
   }
   return 0;
 }
@@ -1271,8 +1451,9 @@ clean_on_end(struct rl_proc *p)
 static int
 start_gc(struct rootless *r, struct rl_clean *k)
 {
-  struct argv a;
-  argv_begin(&a, r, "gc");
+  struct argv a = {CI_STRV_INIT}; /* gc takes no --ppid: it is short and harmless */
+  argv_add(&a, "cirrus-runtime");
+  argv_add(&a, "gc");
   argv_add(&a, "--runs");
   argv_add(&a, r->runs_dir);
   struct rl_proc *p = xcalloc(1, sizeof *p);
@@ -1390,6 +1571,7 @@ rl_close(struct backend *b, void (*on_closed)(void *data), void *data)
   r->on_closed = on_closed;
   r->closed_data = data;
   r->closing = true;
+  r->cancel_builds = 1;
   /* Containers still there (a caller that skipped removal): end their monitors. */
   for (struct rl_container *c = r->containers; c; c = c->next)
     if (c->monitor && !c->monitor->in_closed) {
@@ -1408,7 +1590,7 @@ static const struct backend_ops rootless_ops = {
     .exec = rl_exec,
     .read_file = rl_read_file,
     .container_remove = rl_container_remove,
-    .image_build = NULL,
+    .image_build = rl_image_build,
     .volume_create = rl_volume_create,
     .volume_remove = rl_volume_remove,
     .clean = rl_clean,

@@ -80,6 +80,8 @@
  *   layers/<diffid-hex>/meta.json
  *   locks/<hex>.lock           per-layer lock: LOCK_EX while extracting, LOCK_SH while in use
  *   staging/                   extractions in progress, renamed into layers/ when complete
+ *   build-cache/, runs/, volumes/  not this module's: the builder's layer cache and the
+ *                              built-in runtime's containers and volumes
  * The image id is the config digest (as with Docker and Podman).
  *
  * Concurrency: files are written under a temporary name and renamed; index.json changes under
@@ -325,6 +327,19 @@ int img_store_remove(struct img_store *s, const char *ref, struct ci_error **err
  * reference with a tag, like `docker tag`); an existing name is moved.  -ENOENT when src is
  * not in the store. */
 int img_store_tag(struct img_store *s, const char *src, const char *name, struct ci_error **err);
+
+/* Images made here (the Dockerfile builder of backends/build):
+ * img_store_add_layer: put the uncompressed layer tar at tar_path (OCI whiteouts as in pulled
+ * layers) into the store, if a layer with its content is not there yet; *diff_id is a new
+ * "sha256:<hex>" string.  The tar's owners are shifted like a pulled layer's.
+ * img_store_add_image: store config (an OCI image config JSON whose rootfs.diff_ids name layers
+ * already in the store) and name the image `name` (a registry name with a tag, as for
+ * img_store_tag); *out is the image, holding its layers.  The image id is the config digest, so
+ * the same config gives the same image. */
+int img_store_add_layer(struct img_store *s, const char *tar_path, char **diff_id,
+                        struct ci_error **err);
+int img_store_add_image(struct img_store *s, const char *name, const char *config, size_t len,
+                        struct img_image **out, struct ci_error **err);
 
 struct img_prune_stats {
   unsigned images; /* image records removed */

@@ -2,6 +2,7 @@
 #include "runtime.h"
 #include "internal.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -198,5 +199,29 @@ rt__cgroup_remove_stale(const char *name)
     char dir[512];
     snprintf(dir, sizeof dir, fmts[i], name);
     rmdir(dir);
+  }
+}
+
+void
+rt__cgroup_sweep(void)
+{
+  static const char *const parents[] = {CG_ROOT, CG_ROOT "/memory", CG_ROOT "/cpu"};
+  time_t now = time(NULL);
+  for (size_t i = 0; i < CI_ARRAY_SIZE(parents); i++) {
+    DIR *d = opendir(parents[i]);
+    if (!d)
+      continue;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+      if (strncmp(de->d_name, "cirrus-rt-", 10) != 0)
+        continue;
+      char dir[600];
+      snprintf(dir, sizeof dir, "%s/%s", parents[i], de->d_name);
+      struct stat st;
+      /* Young ones may belong to a container being created (made, not yet joined). */
+      if (stat(dir, &st) == 0 && now - st.st_mtime >= 60)
+        rmdir(dir); /* fails (EBUSY) while any process is in it */
+    }
+    closedir(d);
   }
 }

@@ -330,6 +330,70 @@ lo_up(struct child *c)
   close(s);
 }
 
+/* Write text to path in the root at rootfd (created or truncated). */
+static void
+write_in_root(struct child *c, int rootfd, const char *path, const char *text, size_t len)
+{
+  char fp[64];
+  int t = target_at(c, rootfd, path, true);
+  fdpath(fp, sizeof fp, t);
+  int fd = open(fp, O_WRONLY | O_TRUNC | O_CLOEXEC);
+  if (fd < 0)
+    child_fail(c, "cannot write %s in the container", path);
+  close(t);
+  while (len) {
+    ssize_t n = write(fd, text, len);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      child_fail(c, "cannot write %s in the container", path);
+    text += n;
+    len -= (size_t)n;
+  }
+  close(fd);
+}
+
+/* Append the host's file at path (best effort, at most 64 KiB) to b. */
+static void
+add_host_file(struct ci_buf *b, const char *path)
+{
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return;
+  char buf[4096];
+  ssize_t n;
+  while (b->len < 65536 && (n = read(fd, buf, sizeof buf)) > 0)
+    ci_buf_add(b, buf, (size_t)n);
+  close(fd);
+  if (b->len && b->s[b->len - 1] != '\n')
+    ci_buf_addc(b, '\n');
+}
+
+/* /etc/hosts, /etc/hostname and /etc/resolv.conf, as Docker provides them: localhost and the
+ * container's name resolve, and so does what the host resolves (the network is the host's, so
+ * its name servers are reachable; with --network none they do not matter).  They are written
+ * into the upper layer; an image build leaves them out of its layers. */
+static void
+write_etc_files(struct child *c, int rootfd, const char *hostname)
+{
+  struct ci_buf b = CI_BUF_INIT;
+  ci_buf_addf(&b, "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+                  "127.0.1.1\t%s\n", hostname);
+  if (!c->o->net_none) {
+    ci_buf_adds(&b, "# from the host\n");
+    add_host_file(&b, "/etc/hosts");
+  }
+  write_in_root(c, rootfd, "/etc/hosts", b.s, b.len);
+  ci_buf_reset(&b);
+  ci_buf_addf(&b, "%s\n", hostname);
+  write_in_root(c, rootfd, "/etc/hostname", b.s, b.len);
+  ci_buf_reset(&b);
+  if (!c->o->net_none)
+    add_host_file(&b, "/etc/resolv.conf");
+  write_in_root(c, rootfd, "/etc/resolv.conf", b.len ? b.s : "", b.len);
+  ci_buf_release(&b);
+}
+
 /* Receive the go byte and the monitor's idmapped trees. */
 static void
 child_wait_go(struct child *c)
@@ -399,7 +463,8 @@ child_main(struct child *c)
     close(t);
   }
   setup_dev(c, rootfd);
-  mount_fs_at(c, rootfd, "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777");
+  if (!o->image_tmp)
+    mount_fs_at(c, rootfd, "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777");
   for (size_t i = 0; i < o->n_mounts; i++) {
     const struct rt_mount *mt = &o->mounts[i];
     if (mt->kind == RT_MOUNT_TMPFS)
@@ -410,6 +475,7 @@ child_main(struct child *c)
   const char *hn = o->hostname ? o->hostname : "cirrus";
   if (sethostname(hn, strlen(hn)) < 0)
     child_fail(c, "cannot set the hostname");
+  write_etc_files(c, rootfd, hn);
   if (o->net_none)
     lo_up(c);
   if (fchdir(rootfd) < 0)

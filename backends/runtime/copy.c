@@ -16,6 +16,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <dlfcn.h>
+#include <sys/xattr.h>
+#include <sys/sysmacros.h>
+#include <grp.h>
+#include <sched.h>
 
 /* libarchive is loaded on first use: linking it would pull 16 libraries into every exec of the
  * helper (~3 ms of dynamic linking), and only cp-in and cp-out need it. */
@@ -55,7 +59,14 @@
   X(archive_entry_filetype) \
   X(archive_entry_sourcepath) \
   X(archive_write_data) \
-  X(archive_entry_free)
+  X(archive_entry_free) \
+  X(archive_read_disk_set_behavior) \
+  X(archive_entry_rdev) \
+  X(archive_entry_set_uname) \
+  X(archive_entry_set_gname) \
+  X(archive_entry_set_filetype) \
+  X(archive_entry_set_perm) \
+  X(archive_entry_set_size)
 static struct {
 #define X(f) __typeof__(&f) f;
   LA_FUNCS
@@ -307,4 +318,186 @@ rt_cat(const struct rt_file_opts *o, int out_fd, struct ci_error **err)
   }
   ci_buf_release(&b);
   return 0;
+}
+
+/* ---------------------------------------------------------------- diff (the image builder)
+ *
+ * A container's changes as an OCI layer tar.  The upper directory of the container's overlay
+ * holds what its processes changed.  Its files belong to the container's ids, which the host
+ * user may not be able to read (subordinate ids): the tar is written from inside the
+ * container's user namespace (but the host's mount namespace, where the upper directory is), so
+ * that owners come out as the container sees them.  Overlay whiteouts (0:0 character devices)
+ * become `.wh.NAME` entries and opaque directories (user.overlay.opaque=y) get a `.wh..wh..opq`
+ * entry; the files the runtime writes itself (/etc/hosts, /etc/hostname, /etc/resolv.conf) are
+ * left out, as Docker's builds do. */
+
+static bool
+runtime_file(const char *rel)
+{
+  return !strcmp(rel, "etc/hosts") || !strcmp(rel, "etc/hostname") ||
+         !strcmp(rel, "etc/resolv.conf");
+}
+
+static bool
+opaque_dir(const char *path)
+{
+  char v[4];
+  ssize_t n = lgetxattr(path, "user.overlay.opaque", v, sizeof v);
+  if (n < 0)
+    n = lgetxattr(path, "trusted.overlay.opaque", v, sizeof v);
+  return n == 1 && v[0] == 'y';
+}
+
+static int
+write_empty(struct archive *w, const char *name, struct ci_error **err)
+{
+  struct archive_entry *e = la.archive_entry_new();
+  la.archive_entry_set_pathname(e, name);
+  la.archive_entry_set_filetype(e, AE_IFREG);
+  la.archive_entry_set_perm(e, 0);
+  la.archive_entry_set_size(e, 0);
+  int r = la.archive_write_header(w, e);
+  la.archive_entry_free(e);
+  if (r < ARCHIVE_WARN)
+    return ci_error_make(err, CI_EFAIL, "%s: %s", name, la.archive_error_string(w));
+  return 0;
+}
+
+static int
+copy_data(struct archive *w, const char *path, la_int64_t size, struct ci_error **err)
+{
+  cleanup_close int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0)
+    return ci_error_make(err, -errno, "%s: %s", path, strerror(errno));
+  char buf[65536];
+  la_int64_t left = size;
+  while (left > 0) {
+    ssize_t n = read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      break;
+    if (n > left)
+      n = (ssize_t)left;
+    if (la.archive_write_data(w, buf, (size_t)n) < 0)
+      return ci_error_make(err, CI_EFAIL, "%s: %s", path, la.archive_error_string(w));
+    left -= n;
+  }
+  memset(buf, 0, sizeof buf);
+  while (left > 0) { /* shrank meanwhile: keep the archive valid */
+    size_t n = left > (la_int64_t)sizeof buf ? sizeof buf : (size_t)left;
+    la.archive_write_data(w, buf, n);
+    left -= (la_int64_t)n;
+  }
+  return 0;
+}
+
+/* Join only the user namespace of pid's container and become its root. */
+static int
+join_userns(pid_t pid, struct ci_error **err)
+{
+  cleanup_close int pidfd = rt__pidfd_open(pid);
+  if (pidfd < 0)
+    return ci_error_make(err, -errno, "no container with init pid %d: %s", (int)pid,
+                         strerror(errno));
+  if (setns(pidfd, CLONE_NEWUSER) < 0)
+    return ci_error_make(err, -errno, "cannot join the user namespace of pid %d: %s", (int)pid,
+                         strerror(errno));
+  if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0)
+    return ci_error_make(err, -errno, "cannot become root in the container: %s",
+                         strerror(errno));
+  if (setgroups(0, NULL) < 0 && errno != EPERM)
+    return ci_error_make(err, -errno, "cannot drop supplementary groups: %s", strerror(errno));
+  return 0;
+}
+
+int
+rt_diff(const struct rt_file_opts *o, struct ci_error **err)
+{
+  cleanup_close int fd = open(o->tar, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
+                              0600);
+  if (fd < 0)
+    return ci_error_make(err, -errno, "%s: %s", o->tar, strerror(errno));
+  /* The caller's directory may be closed to the container's ids (libarchive reopens it). */
+  if (chdir("/") < 0)
+    return ci_error_make(err, -errno, "cannot enter /: %s", strerror(errno));
+  if (la_load(err) < 0 || join_userns(o->pid, err) < 0)
+    return -1;
+  cleanup_free char *root = xstrdup(o->path);
+  size_t rl = strlen(root);
+  while (rl > 1 && root[rl - 1] == '/')
+    root[--rl] = '\0';
+  struct archive *disk = la.archive_read_disk_new();
+  struct archive *w = la.archive_write_new();
+  la.archive_read_disk_set_symlink_physical(disk);
+  la.archive_read_disk_set_behavior(disk, ARCHIVE_READDISK_NO_XATTR | ARCHIVE_READDISK_NO_ACL |
+                                           ARCHIVE_READDISK_NO_FFLAGS);
+  la.archive_write_set_format_pax_restricted(w);
+  la.archive_write_set_bytes_in_last_block(w, 1);
+  int ret = 0;
+  struct archive_entry *e = NULL;
+  if (la.archive_write_open_fd(w, fd) != ARCHIVE_OK ||
+      la.archive_read_disk_open(disk, root) != ARCHIVE_OK) {
+    ret = ci_error_make(err, CI_EFAIL, "%s: %s", root,
+                        la.archive_error_string(disk) ? la.archive_error_string(disk)
+                                                   : la.archive_error_string(w));
+    goto out;
+  }
+  e = la.archive_entry_new();
+  for (;;) {
+    la.archive_entry_clear(e);
+    int r = la.archive_read_next_header2(disk, e);
+    if (r == ARCHIVE_EOF)
+      break;
+    if (r < ARCHIVE_WARN) {
+      ret = ci_error_make(err, CI_EFAIL, "%s: %s", root, la.archive_error_string(disk));
+      goto out;
+    }
+    la.archive_read_disk_descend(disk);
+    const char *p = la.archive_entry_pathname(e);
+    if (strncmp(p, root, rl) != 0 || (p[rl] != '/' && p[rl] != '\0'))
+      continue;
+    const char *rel = p + rl;
+    while (*rel == '/')
+      rel++;
+    if (!*rel || runtime_file(rel))
+      continue; /* the root itself; files of the runtime */
+    cleanup_free char *src = xstrdup(p);
+    mode_t type = la.archive_entry_filetype(e);
+    if (type == AE_IFCHR && la.archive_entry_rdev(e) == makedev(0, 0)) {
+      const char *slash = strrchr(rel, '/');
+      cleanup_free char *wh =
+          slash ? xasprintf("%.*s/.wh.%s", (int)(slash - rel), rel, slash + 1)
+                : xasprintf(".wh.%s", rel);
+      if ((ret = write_empty(w, wh, err)) < 0)
+        goto out;
+      continue;
+    }
+    if (type != AE_IFREG && type != AE_IFDIR && type != AE_IFLNK && type != AE_IFIFO)
+      continue; /* devices and sockets: not layer material */
+    la.archive_entry_set_uname(e, NULL);
+    la.archive_entry_set_gname(e, NULL);
+    cleanup_free char *name = xstrdup(rel);
+    la.archive_entry_set_pathname(e, name);
+    if (la.archive_write_header(w, e) < ARCHIVE_WARN) {
+      ret = ci_error_make(err, CI_EFAIL, "%s: %s", rel, la.archive_error_string(w));
+      goto out;
+    }
+    if (type == AE_IFREG && la.archive_entry_size(e) > 0 &&
+        (ret = copy_data(w, src, la.archive_entry_size(e), err)) < 0)
+      goto out;
+    if (type == AE_IFDIR && opaque_dir(src)) {
+      cleanup_free char *opq = xasprintf("%s/.wh..wh..opq", rel);
+      if ((ret = write_empty(w, opq, err)) < 0)
+        goto out;
+    }
+  }
+  if (la.archive_write_close(w) != ARCHIVE_OK)
+    ret = ci_error_make(err, CI_EFAIL, "%s: %s", o->tar, la.archive_error_string(w));
+out:
+  if (e)
+    la.archive_entry_free(e);
+  la.archive_read_free(disk);
+  la.archive_write_free(w);
+  return ret;
 }

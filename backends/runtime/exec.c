@@ -15,8 +15,17 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <linux/close_range.h>
 
 #define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+static bool joined;
+
+bool
+rt_joined_container(void)
+{
+  return joined;
+}
 
 int
 rt__join(pid_t pid, bool with_pid, struct ci_error **err)
@@ -42,6 +51,7 @@ rt__join(pid_t pid, bool with_pid, struct ci_error **err)
   if (setns(pidfd, flags) < 0)
     return ci_error_make(err, -errno, "cannot join the container of pid %d: %s", (int)pid,
                          strerror(errno));
+  joined = true;
   if (fchdir(rootfd) < 0 || chroot(".") < 0 || chdir("/") < 0)
     return ci_error_make(err, -errno, "cannot enter the container's root: %s", strerror(errno));
   if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0)
@@ -99,6 +109,13 @@ exec_child(const struct rt_exec_opts *o, const struct rt_user *u, bool single, i
   signal(SIGHUP, SIG_DFL);
   sigprocmask(SIG_SETMASK, &none, NULL);
   setpgid(0, 0);
+  /* stdin is /dev/null (the container's); nothing but 0-2 is inherited. */
+  int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (null < 0 || dup2(null, 0) < 0)
+    child_report(rfd, 1, "cannot open /dev/null in the container", "", errno);
+  if (null > 0)
+    close(null);
+  close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
   if (setgroups(u->n_groups, u->groups) < 0 && !(single && errno == EPERM))
     child_report(rfd, 1, "cannot set supplementary groups", "", errno);
   if (setresgid(u->gid, u->gid, u->gid) < 0)
@@ -118,13 +135,13 @@ exec_child(const struct rt_exec_opts *o, const struct rt_user *u, bool single, i
   char **envp = xcalloc(o->env.n + 1, sizeof *envp);
   for (size_t i = 0; i < o->env.n; i++)
     envp[i] = o->env.v[i];
-  /* execve needs a NULL-terminated argv; a ci_strv is not terminated. */
-  char **args = xcalloc(o->argv.n + 1, sizeof *args);
+  /* ci_strv is not NULL-terminated: execve needs argv that is. */
+  char **argv = xcalloc(o->argv.n + 1, sizeof *argv);
   for (size_t i = 0; i < o->argv.n; i++)
-    args[i] = o->argv.v[i];
-  const char *file = o->argv.v[0];
+    argv[i] = o->argv.v[i];
+  const char *file = argv[0];
   if (strchr(file, '/')) {
-    execve(file, args, envp);
+    execve(file, argv, envp);
     int e = errno;
     if (e == ENOENT || e == ENOTDIR)
       child_report(rfd, 127, ": no such file or directory", file, 0);
@@ -145,7 +162,7 @@ exec_child(const struct rt_exec_opts *o, const struct rt_user *u, bool single, i
       memcpy(buf, dir, dl);
       buf[dl] = '/';
       strcpy(buf + dl + 1, file);
-      execve(buf, args, envp);
+      execve(buf, argv, envp);
       if (errno != ENOENT && errno != ENOTDIR && !seen)
         seen = errno;
     }

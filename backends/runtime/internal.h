@@ -26,6 +26,9 @@ void rt__cgroup_join_of(pid_t pid);
 void rt__cgroup_remove(struct rt__cgroup *cg);
 /* Remove the cgroups a killed monitor left for run dir name (gc). */
 void rt__cgroup_remove_stale(const char *name);
+/* Remove every empty cirrus-rt-* cgroup older than a minute (what killed monitors of any
+ * store left; a cgroup with a process in it cannot be removed). */
+void rt__cgroup_sweep(void);
 /* "v1", "v2" or "none" and whether this process may create cgroups. */
 const char *rt__cgroup_version(bool *writable);
 

@@ -100,6 +100,10 @@ rt_create_opts_parse(int argc, char **argv, struct rt_create_opts *o, struct ci_
   memset(o, 0, sizeof *o);
   for (int i = 0; i < argc; i++) {
     const char *a = argv[i], *v;
+    if (!strcmp(a, "--image-tmp")) {
+      o->image_tmp = true;
+      continue;
+    }
     if (!strcmp(a, "--run-dir") || !strcmp(a, "--layer") || !strcmp(a, "--hostname") ||
         !strcmp(a, "--mount") || !strcmp(a, "--volume") || !strcmp(a, "--tmpfs") ||
         !strcmp(a, "--memory-mb") || !strcmp(a, "--cpus") || !strcmp(a, "--network") ||
@@ -242,6 +246,9 @@ rt_exec_opts_parse(int argc, char **argv, struct rt_exec_opts *o, struct ci_erro
   }
   for (; i < argc; i++)
     ci_strv_push(&o->argv, argv[i]);
+  /* NULL after the last element (not counted): argv.v can go to execve as it is. */
+  CI_GROW(o->argv.v, o->argv.alloc, o->argv.n + 1);
+  o->argv.v[o->argv.n] = NULL;
   if (!o->pid) {
     ci_error_make(err, CI_EUSAGE, "exec: --pid is required");
     goto fail;
@@ -273,7 +280,8 @@ rt_file_opts_parse(const char *which, int argc, char **argv, struct rt_file_opts
   memset(o, 0, sizeof *o);
   o->max = 1 << 20;
   const char *pos[2] = {NULL, NULL};
-  unsigned npos = 0, want = !strcmp(which, "cp-out") ? 2 : 1;
+  bool is_diff = !strcmp(which, "diff"); /* UPPERDIR TARFILE */
+  unsigned npos = 0, want = !strcmp(which, "cp-out") || is_diff ? 2 : 1;
   bool is_cat = !strcmp(which, "cat");
   for (int i = 0; i < argc; i++) {
     const char *a = argv[i], *v;
@@ -302,6 +310,7 @@ rt_file_opts_parse(const char *which, int argc, char **argv, struct rt_file_opts
     ci_error_make(err, CI_EUSAGE, "%s: expected %s", which,
                   !strcmp(which, "cp-in")    ? "TARFILE"
                   : !strcmp(which, "cp-out") ? "PATH TARFILE"
+                  : is_diff                  ? "UPPERDIR TARFILE"
                                              : "PATH");
     goto fail;
   }
@@ -309,7 +318,8 @@ rt_file_opts_parse(const char *which, int argc, char **argv, struct rt_file_opts
     o->tar = xstrdup(pos[0]);
   } else {
     if (pos[0][0] != '/') {
-      ci_error_make(err, CI_EUSAGE, "%s: container path '%s' is not absolute", which, pos[0]);
+      ci_error_make(err, CI_EUSAGE, "%s: %s path '%s' is not absolute", which,
+                    is_diff ? "upper directory" : "container", pos[0]);
       goto fail;
     }
     o->path = xstrdup(pos[0]);

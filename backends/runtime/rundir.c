@@ -244,5 +244,7 @@ rt_gc(const char *runs, void (*on_removed)(const char *dir, void *data), void *d
   }
   closedir(d);
   rt_idmap_release(&m);
+  if (geteuid() == 0)
+    rt__cgroup_sweep();
   return ret;
 }

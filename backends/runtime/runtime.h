@@ -107,6 +107,8 @@ struct rt_create_opts {
   uint64_t memory_mb; /* 0 = no limit */
   double cpus;        /* 0 = no limit */
   bool net_none;      /* --network none */
+  bool image_tmp;     /* --image-tmp: /tmp as the image has it, no tmpfs (image builds: what a
+                         COPY put there is seen, what a RUN writes there is kept) */
   pid_t ppid;         /* 0 = not checked */
   /* Called with one line for the user (id mapping or limits that could not be applied). */
   void (*warn)(const char *msg, void *data);
@@ -122,7 +124,7 @@ struct rt_exec_opts {
   pid_t ppid;
 };
 
-/* cp-in, cp-out, cat */
+/* cp-in, cp-out, cat, diff */
 struct rt_file_opts {
   pid_t pid;
   pid_t ppid;
@@ -137,7 +139,7 @@ int rt_create_opts_parse(int argc, char **argv, struct rt_create_opts *o, struct
 void rt_create_opts_release(struct rt_create_opts *o);
 int rt_exec_opts_parse(int argc, char **argv, struct rt_exec_opts *o, struct ci_error **err);
 void rt_exec_opts_release(struct rt_exec_opts *o);
-/* which: "cp-in", "cp-out" or "cat" (they differ in their positional arguments). */
+/* which: "cp-in", "cp-out", "cat" or "diff" (they differ in their positional arguments). */
 int rt_file_opts_parse(const char *which, int argc, char **argv, struct rt_file_opts *o,
                        struct ci_error **err);
 void rt_file_opts_release(struct rt_file_opts *o);
@@ -158,6 +160,9 @@ int rt_exec(const struct rt_exec_opts *o, int *status, int *exit_code, struct ci
 int rt_copy_in(const struct rt_file_opts *o, struct ci_error **err);
 int rt_copy_out(const struct rt_file_opts *o, struct ci_error **err);
 int rt_cat(const struct rt_file_opts *o, int out_fd, struct ci_error **err);
+/* diff (the image builder): write the changes in the upper directory o->path (a host path) of
+ * the container of o->pid as an OCI layer tar to o->tar (see diff.c). */
+int rt_diff(const struct rt_file_opts *o, struct ci_error **err);
 
 /* Remove a run dir (and the dir itself): chmod u+rwx on directories first (overlay leaves
  * work/work mode 000); with a subordinate-id mapping, from inside a user namespace with that
@@ -170,6 +175,9 @@ int rt_remove_tree_at(int dirfd, const char *name, struct ci_error **err);
 /* gc: remove the stale run dirs under runs (whose lock is free); calls on_removed per dir. */
 int rt_gc(const char *runs, void (*on_removed)(const char *dir, void *data), void *data,
           struct ci_error **err);
+
+/* Whether this process joined a container (its /proc and root are the container's then). */
+bool rt_joined_container(void);
 
 /* The helper's argv area (argv[0] .. end of the last argument): the container's init
  * overwrites it with "cirrus-init" so that /proc/1/cmdline shows no host paths. */

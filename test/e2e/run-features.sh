@@ -24,6 +24,16 @@ if [[ ${CIRRUS_TEST_SKIP:-} == *"$BACKEND"* ]]; then
   echo "skipped: CIRRUS_TEST_SKIP=$CIRRUS_TEST_SKIP"; exit 77
 fi
 
+if [[ $BACKEND == builtin ]]; then
+  # A store of this test's own, as in run.sh: the test image comes from the local registry.
+  export CIRRUS_STORE=${CIRRUS_STORE:-$TMPROOT/store}
+  chmod 0711 "$TMPROOT" # the containers' mapped root must reach the store's layers
+  REGISTRY=${CIRRUS_TEST_REGISTRY:-127.0.0.1:5000}
+  "$CIRRUS" images pull "$REGISTRY/cirrus-test/busybox:latest" >/dev/null &&
+    "$CIRRUS" images tag "$REGISTRY/cirrus-test/busybox:latest" "$IMAGE" ||
+    { echo "FAIL: cannot put the test image into $CIRRUS_STORE" >&2; exit 1; }
+fi
+
 # Images of ours: built from a Dockerfile (unique template) and a second tag of the test image.
 TEMPLATE="localhost/cirrus-e2e-$$/built-%s:latest"
 IMAGE2="localhost/cirrus-e2e-$$/second:latest"
@@ -41,6 +51,10 @@ leftovers() {
   if ((${#engine[@]})); then
     "${engine[@]}" ps -a --filter "label=dev.cirrus.run-id=$CIRRUS_RUN_ID" --format '{{.ID}} {{.Names}}' 2>/dev/null
     "${engine[@]}" volume ls --filter "label=dev.cirrus.run-id=$CIRRUS_RUN_ID" --format '{{.Name}}' 2>/dev/null
+  else
+    # builtin: no run directory, volume, runtime helper of this store or container process
+    ls -A "$CIRRUS_STORE/runs" "$CIRRUS_STORE/volumes" 2>/dev/null | grep -v -e '^$' -e ':$'
+    pgrep -af "cirrus-runtime .*$CIRRUS_STORE" 2>/dev/null
   fi
 }
 
@@ -208,7 +222,8 @@ two_task:
   script: cat /greeting
 YML
 mkdir ci
-printf 'FROM %s\nARG GREETING\nCOPY ci/extra.txt /extra.txt\nRUN echo "$GREETING" > /greeting\n' "$IMAGE" >ci/Dockerfile
+# (what COPY puts in /tmp is there for RUN, as with Docker)
+printf 'FROM %s\nARG GREETING\nCOPY ci/extra.txt /extra.txt\nCOPY ci/extra.txt /tmp/\nRUN echo "$GREETING" > /greeting && cp /tmp/extra.txt /from-tmp\n' "$IMAGE" >ci/Dockerfile
 echo extra >ci/extra.txt
 crun --dockerfile-image-template "$TEMPLATE"
 expect_rc 0 "dockerfile"
@@ -219,8 +234,37 @@ expect_rc 0 "dockerfile, second run"
 expect_out "Re-using local image localhost/cirrus-e2e-$$/built-"
 checks=$((checks + 1)); [[ $out != *"building it"* ]] || fail "the image was built again"
 
+# ... a failing step or an unsupported instruction fails the build, naming the Dockerfile's
+# line (builtin: our builder's messages; nothing is left behind).
+if [[ $BACKEND == builtin ]]; then
+  printf 'FROM %s\nRUN echo before\nRUN exit 7\n' "$IMAGE" >ci/Dockerfile
+  crun --dockerfile-image-template "$TEMPLATE"
+  expect_rc 1 "build, failing RUN"
+  expect_out "ci/Dockerfile:3: RUN exit 7: the command returned a non-zero code: 7"
+  printf 'FROM %s\n\nVOLUME /data\n' "$IMAGE" >ci/Dockerfile
+  crun --dockerfile-image-template "$TEMPLATE"
+  expect_rc 1 "build, unsupported instruction"
+  expect_out "ci/Dockerfile:3: unsupported instruction 'VOLUME'"
+fi
+
+# ... a Ctrl-C stops a running build (builtin: the RUN container goes at once, nothing is left).
+if [[ $BACKEND == builtin ]]; then
+  printf 'FROM %s\nRUN echo started-sleeping; sleep 300\n' "$IMAGE" >ci/Dockerfile
+  "$CIRRUS" run --container-backend="$BACKEND" -o simple --dockerfile-image-template "$TEMPLATE" \
+    >"$TMPROOT/bint.out" 2>&1 &
+  pid=$!
+  for _ in $(seq 1 100); do grep -q "started-sleeping" "$TMPROOT/bint.out" && break; sleep 0.2; done
+  kill -INT $pid
+  wait $pid; rc=$?; out=$(cat "$TMPROOT/bint.out"); err=
+  expect_rc 130 "build, SIGINT"
+  expect_out "build canceled"
+  left=$(leftovers); checks=$((checks + 1)); [[ -z $left ]] || fail "left after SIGINT: $left"
+  checks=$((checks + 1))
+  [[ -z $(ls "$CIRRUS_STORE/build-cache" | grep -v '\.json$') ]] || fail "temporary layers left"
+fi
+
 # --- pipes: each step in its own image, one working directory
-if ((${#engine[@]})); then "${engine[@]}" tag "$IMAGE" "$IMAGE2"; fi
+if ((${#engine[@]})); then "${engine[@]}" tag "$IMAGE" "$IMAGE2"; else "$CIRRUS" images tag "$IMAGE" "$IMAGE2"; fi
 newproj <<YML
 task_pipe:
   steps:

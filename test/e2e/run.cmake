@@ -20,9 +20,18 @@ foreach(who subuid single)
 endforeach()
 
 # Caches, artifacts, additional containers, Dockerfile environments, pipes (issue 6).
-foreach(backend docker podman)
+foreach(backend docker podman builtin)
   add_test(NAME e2e_features_${backend}
     COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/e2e/run-features.sh $<TARGET_FILE:cirrus> ${backend})
   set_tests_properties(e2e_features_${backend} PROPERTIES LABELS "e2e;${backend}" TIMEOUT 900
     SKIP_RETURN_CODE 77)
+endforeach()
+
+# ... and the same as unprivileged users of the built-in backend.
+foreach(who subuid single)
+  add_test(NAME e2e_features_builtin_user_${who}
+    COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/e2e/builtin-user.sh $<TARGET_FILE:cirrus> ${who}
+      run-features.sh)
+  set_tests_properties(e2e_features_builtin_user_${who} PROPERTIES LABELS "e2e;builtin"
+    TIMEOUT 900)
 endforeach()

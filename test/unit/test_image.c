@@ -796,6 +796,115 @@ count_progress(const struct img_progress *p, void *data)
   counts[p->phase]++;
 }
 
+/* img_store_opts.id_shift: owners shifted at extraction (root only), recorded, enforced. */
+static void
+test_store_id_shift(void **state)
+{
+  struct fixture *f = *state;
+  struct ci_error *err = NULL;
+  struct img_store *s2 = NULL;
+  struct img_store_opts o = {IMG_OPAQUE_DEFAULT, 200000};
+  cleanup_free char *root = xasprintf("%s/shifted", f->base);
+  if (geteuid() != 0) {
+    tl_fails(img_store_open(root, &o, &s2, &err), &err, "needs a root store");
+    return;
+  }
+  /* an existing store without a shift refuses one, and the other way round */
+  int ret = img_store_open(f->root, &o, &s2, &err);
+  assert_int_equal(ret, CI_ECONFIG);
+  tl_fails(ret, &err, "created with id shift 0, not 200000");
+  tl_ok(img_store_open(root, &o, &s2, &err), &err);
+  cleanup_free char *sj = xasprintf("%s/store.json", root);
+  cleanup_free char *content = tl_read(sj);
+  assert_non_null(strstr(content, "\"id_shift\":200000"));
+  struct img_store *s3 = NULL;
+  ret = img_store_open(root, NULL, &s3, &err);
+  assert_int_equal(ret, CI_ECONFIG);
+  tl_fails(ret, &err, "created with id shift 200000, not 0");
+
+  struct tb t;
+  struct tl_layer l;
+  tb_init(&t);
+  tb_dir(&t, "etc", 0755);
+  tb_file(&t, "etc/root-file", 0644, "r");
+  tb_file_owned(&t, "etc/user-file", 0640, "u", 1000, 1001);
+  tb_file_owned(&t, "etc/big-ids", 0600, "b", 70000, 80000);
+  tl_layer_make(&l, &t, NULL);
+  cleanup_free char *layout = xasprintf("%s/layout-shift", f->base);
+  char mdigest[IMG__DIGEST_LEN + 1];
+  tl_oci_image(layout, &l, 1, "v1", mdigest);
+  cleanup_free char *ref = xasprintf("oci:%s:v1", layout);
+  struct img_image *img = pull_ok(s2, ref, NULL);
+  struct stat st;
+  cleanup_free char *p = xasprintf("%s/etc/root-file", img->layers.v[0]);
+  assert_int_equal(lstat(p, &st), 0);
+  assert_int_equal(st.st_uid, 200000);
+  assert_int_equal(st.st_gid, 200000);
+  cleanup_free char *pu = xasprintf("%s/etc/user-file", img->layers.v[0]);
+  assert_int_equal(lstat(pu, &st), 0);
+  assert_int_equal(st.st_uid, 201000);
+  assert_int_equal(st.st_gid, 201001);
+  assert_int_equal(st.st_mode & 07777, 0640);
+  /* ids a 65536-id namespace cannot map become its nobody */
+  cleanup_free char *pb = xasprintf("%s/etc/big-ids", img->layers.v[0]);
+  assert_int_equal(lstat(pb, &st), 0);
+  assert_int_equal(st.st_uid, 200000 + 65534);
+  assert_int_equal(st.st_gid, 200000 + 65534);
+  /* the layer root belongs to the namespace's root; the layer dir is reachable */
+  assert_int_equal(lstat(img->layers.v[0], &st), 0);
+  assert_int_equal(st.st_uid, 200000);
+  cleanup_free char *ldir = xstrndup(img->layers.v[0], strlen(img->layers.v[0]) - 5);
+  assert_int_equal(lstat(ldir, &st), 0);
+  assert_int_equal(st.st_mode & 0777, 0755);
+  img_image_free(img);
+  img_store_free(s2);
+  tl_layer_release(&l);
+}
+
+/* img_store_tag: another name for a stored image, as docker tag does. */
+static void
+test_store_tag(void **state)
+{
+  struct fixture *f = *state;
+  struct tl_layer l[2];
+  make_layers(&l[0], &l[1]);
+  cleanup_free char *layout = xasprintf("%s/layout-tag", f->base);
+  char mdigest[IMG__DIGEST_LEN + 1];
+  tl_oci_image(layout, l, 2, "v1", mdigest);
+  cleanup_free char *ref = xasprintf("oci:%s:v1", layout);
+  struct img_image *img = pull_ok(f->s, ref, NULL);
+  cleanup_free char *id = xstrdup(img->id);
+  img_image_free(img);
+  struct ci_error *err = NULL;
+  tl_ok(img_store_tag(f->s, ref, "localhost/x:tag", &err), &err);
+  tl_ok(img_lookup(f->s, "localhost/x:tag", &img, &err), &err);
+  assert_string_equal(img->id, id);
+  assert_string_equal(img->name, "localhost/x:tag");
+  assert_int_equal(img->layers.n, 2);
+  img_image_free(img);
+  /* by id, and a short name is docker.io's */
+  tl_ok(img_store_tag(f->s, id, "x", &err), &err);
+  tl_ok(img_lookup(f->s, "docker.io/library/x:latest", &img, &err), &err);
+  assert_string_equal(img->id, id);
+  img_image_free(img);
+  /* both names are listed; the source name stays */
+  struct img_list_entry *v = NULL;
+  size_t n = 0;
+  tl_ok(img_store_list(f->s, &v, &n, &err), &err);
+  assert_int_equal(n, 3);
+  img_list_free(v, n);
+  /* errors: unknown source, names that are not registry names with a tag */
+  int ret = img_store_tag(f->s, "localhost/none:1", "localhost/y:1", &err);
+  assert_true(ret < 0);
+  ci_error_free(&err);
+  tl_fails(img_store_tag(f->s, ref, "oci:/tmp/z", &err), &err, "cannot name an image");
+  cleanup_free char *bydigest = xasprintf("localhost/y@%s", mdigest);
+  tl_fails(img_store_tag(f->s, ref, bydigest, &err), &err, "cannot name an image");
+  tl_fails(img_store_tag(f->s, ref, "Upper/Case", &err), &err, "");
+  tl_layer_release(&l[0]);
+  tl_layer_release(&l[1]);
+}
+
 static void
 test_pull_oci(void **state)
 {
@@ -1464,6 +1573,8 @@ main(void)
       cmocka_unit_test(test_challenge),
       cmocka_unit_test(test_store_default_dir),
       cmocka_unit_test_setup_teardown(test_store_open, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_store_id_shift, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_store_tag, setup, teardown),
       cmocka_unit_test_setup_teardown(test_pull_oci, setup, teardown),
       cmocka_unit_test_setup_teardown(test_pull_oci_multiarch, setup, teardown),
       cmocka_unit_test_setup_teardown(test_pull_oci_corrupt, setup, teardown),

@@ -227,6 +227,12 @@ test_create_opts(void **state)
   assert_true(o.cpus > 1.49 && o.cpus < 1.51);
   assert_true(o.net_none);
   assert_int_equal(o.ppid, 42);
+  assert_false(o.image_tmp); /* /tmp is a tmpfs unless asked */
+  rt_create_opts_release(&o);
+  assert_int_equal(PARSE(rt_create_opts_parse, &o, &err, "--image-tmp", "--run-dir", "/r",
+                         "--layer", "/l0"),
+                   0);
+  assert_true(o.image_tmp);
   rt_create_opts_release(&o);
 
   static const char *const bad[][4] = {
@@ -282,7 +288,6 @@ test_exec_opts(void **state)
   assert_string_equal(o.env.v[1], "B=x=y");
   assert_int_equal(o.argv.n, 3);
   assert_string_equal(o.argv.v[2], "--env"); /* after --, nothing is an option */
-  assert_null(o.argv.v[3]);
   rt_exec_opts_release(&o);
   assert_true(PARSE(rt_exec_opts_parse, &o, &err, "--pid", "12", "--") < 0);
   assert_non_null(strstr(err->msg, "no command"));
