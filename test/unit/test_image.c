@@ -821,6 +821,18 @@ test_store_id_shift(void **state)
   ret = img_store_open(root, NULL, &s3, &err);
   assert_int_equal(ret, CI_ECONFIG);
   tl_fails(ret, &err, "created with id shift 200000, not 0");
+  /* The pull chowns to 200000..265534: root of a user namespace that maps fewer ids (a
+   * container of the built-in backend, where the project's own CI runs) cannot. */
+  cleanup_free char *probe = xasprintf("%s/chown-probe", f->base);
+  int pfd = open(probe, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  assert_true(pfd >= 0);
+  close(pfd);
+  bool mappable = chown(probe, 200000 + 65534, 200000 + 65534) == 0;
+  unlink(probe);
+  if (!mappable) {
+    img_store_free(s2);
+    return;
+  }
 
   struct tb t;
   struct tl_layer l;
