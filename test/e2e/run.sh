@@ -208,7 +208,8 @@ task:
     path: conf/settings.txt
     variable_name: MY_SECRET
   check_script:
-    - sleep 1
+    # the background script runs beside this step: wait for it (up to 30 s on a loaded machine)
+    - i=0; while [ ! -s /tmp/bg-alive ] && [ $i -lt 150 ]; do sleep 0.2; i=$((i+1)); done
     - test -s /tmp/bg-alive
     - test "$(cat conf/settings.txt)" = the-content
 YML
