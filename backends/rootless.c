@@ -701,6 +701,15 @@ struct rl_container {
   struct cfg_env service_env;
 };
 
+/* argv of a helper command that works in container c */
+static void
+argv_begin_in(struct argv *a, struct rootless *r, const char *cmd, const struct rl_container *c)
+{
+  argv_begin(a, r, cmd);
+  argv_add(a, "--pid");
+  argv_addf(a, "%ld", (long)c->pid);
+}
+
 static struct rl_container *
 find_container(struct rootless *r, const char *id)
 {
@@ -708,6 +717,14 @@ find_container(struct rootless *r, const char *id)
     if (!strcmp(c->id, id))
       return c;
   return NULL;
+}
+
+/* A container that can take execs and copies: ready and not being removed. */
+static struct rl_container *
+live_container(struct rootless *r, const char *id)
+{
+  struct rl_container *c = find_container(r, id);
+  return c && c->ready && !c->removing ? c : NULL;
 }
 
 static void
@@ -1016,9 +1033,7 @@ exec_start(struct rootless *r, struct rl_container *c, const struct backend_exec
   const char *user = spec->user ? spec->user : ic->user;
   const char *cwd = spec->cwd ? spec->cwd : ic->working_dir;
   struct argv a;
-  argv_begin(&a, r, "exec");
-  argv_add(&a, "--pid");
-  argv_addf(&a, "%ld", (long)c->pid);
+  argv_begin_in(&a, r, "exec", c);
   if (cwd && *cwd) {
     argv_add(&a, "--cwd");
     argv_add(&a, cwd);
@@ -1065,8 +1080,8 @@ rl_exec(struct backend *b, const char *id, const struct backend_exec_spec *spec,
         backend_output_cb on_output, backend_exit_cb on_exit, void *data)
 {
   struct rootless *r = R(b);
-  struct rl_container *c = find_container(r, id);
-  if (!c || !c->ready || c->removing || !spec->argv || !spec->argv[0])
+  struct rl_container *c = live_container(r, id);
+  if (!c || !spec->argv || !spec->argv[0])
     return -1;
   return exec_start(r, c, spec, on_output, on_exit, data);
 }
@@ -1243,8 +1258,8 @@ rl_read_file(struct backend *b, const char *id, const char *path, size_t max,
              backend_file_cb cb, void *data)
 {
   struct rootless *r = R(b);
-  struct rl_container *c = find_container(r, id);
-  if (!c || !c->ready || c->removing)
+  struct rl_container *c = live_container(r, id);
+  if (!c)
     return -1;
   struct ci_buf content = CI_BUF_INIT;
   bool too_big = false;
@@ -1268,9 +1283,7 @@ rl_read_file(struct backend *b, const char *id, const char *path, size_t max,
   ci_log_debug("reading %s through /proc/%ld/root: %s; asking the helper", path, (long)c->pid,
                strerror(-rc));
   struct argv a;
-  argv_begin(&a, r, "cat");
-  argv_add(&a, "--pid");
-  argv_addf(&a, "%ld", (long)c->pid);
+  argv_begin_in(&a, r, "cat", c);
   argv_add(&a, "--max");
   argv_addf(&a, "%zu", max);
   argv_add(&a, path);
@@ -1289,13 +1302,11 @@ rl_copy_in(struct backend *b, const char *id, const char *tar_path, backend_done
            void *data)
 {
   struct rootless *r = R(b);
-  struct rl_container *c = find_container(r, id);
-  if (!c || !c->ready || c->removing)
+  struct rl_container *c = live_container(r, id);
+  if (!c)
     return -1;
   struct argv a;
-  argv_begin(&a, r, "cp-in");
-  argv_add(&a, "--pid");
-  argv_addf(&a, "%ld", (long)c->pid);
+  argv_begin_in(&a, r, "cp-in", c);
   argv_add(&a, tar_path);
   struct rl_file *f = xcalloc(1, sizeof *f);
   f->done_cb = cb;
@@ -1311,13 +1322,11 @@ rl_copy_out(struct backend *b, const char *id, const char *path, const char *tar
             backend_done_cb cb, void *data)
 {
   struct rootless *r = R(b);
-  struct rl_container *c = find_container(r, id);
-  if (!c || !c->ready || c->removing)
+  struct rl_container *c = live_container(r, id);
+  if (!c)
     return -1;
   struct argv a;
-  argv_begin(&a, r, "cp-out");
-  argv_add(&a, "--pid");
-  argv_addf(&a, "%ld", (long)c->pid);
+  argv_begin_in(&a, r, "cp-out", c);
   argv_add(&a, path);
   argv_add(&a, tar_path);
   struct rl_file *f = xcalloc(1, sizeof *f);
@@ -1337,9 +1346,10 @@ rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
   (void)st;
   (void)ftw;
   if (flag == FTW_DP || flag == FTW_D)
-    return rmdir(path) < 0 && errno != ENOENT ? 0 : 0;
-  unlink(path);
-  return 0;
+    rmdir(path);
+  else
+    unlink(path);
+  return 0; /* best effort: keep going */
 }
 
 static int
