@@ -17,19 +17,6 @@ tmp_dir(void)
   return d;
 }
 
-static char *
-read_all(const char *path)
-{
-  char *s = NULL;
-  size_t len;
-  struct ci_error *err = NULL;
-  if (ci_read_file(path, 1 << 20, &s, &len, &err) < 0) {
-    ci_error_free(&err);
-    return NULL;
-  }
-  return s;
-}
-
 /* Write a bundle of the entries into DIR/b; returns bundle_write's result. */
 static int
 write_bundle(const char *dir, const struct tent *v, size_t n, struct ci_error **err)
@@ -97,7 +84,7 @@ test_rootfs_and_config(void **state)
     fail_msg("bundle_write: %s", err->msg);
   cleanup_free char *b = xasprintf("%s/b", d);
   cleanup_free char *marker = xasprintf("%s/rootfs/root/marker", b);
-  cleanup_free char *m = read_all(marker);
+  cleanup_free char *m = read_text(marker);
   assert_non_null(m);
   assert_string_equal(m, "hello from the task\n");
   struct stat st, st2;
