@@ -78,7 +78,8 @@ extract(const char *tar, const char *rootfs, struct ci_error **err)
       ret = ci_error_make(err, CI_EFAIL, "%s: %s", tar, archive_error_string(a));
       goto out;
     }
-    const char *rel = relative(archive_entry_pathname(e));
+    /* a copy: setting the pathname below frees the entry's */
+    cleanup_free char *rel = xstrdup(relative(archive_entry_pathname(e)));
     mode_t type = archive_entry_filetype(e);
     if (!*rel || under_pseudo_fs(rel) || type == AE_IFCHR || type == AE_IFBLK)
       continue;

@@ -155,6 +155,21 @@ rc=$?
 checks=$((checks + 1)); [[ $rc == 137 ]] || fail "SIGTERM to exec: status $rc, expected 137 (SIGKILL)"
 X -- sh -c 'ps -o comm | grep -c sleep'
 checks=$((checks + 1)); [[ $out == 0 ]] || fail "SIGTERM to exec left sleeps: $out"
+# SIGKILL of the helper (cirrus killed): the init sees the connection go and kills the group.
+"$RT" exec --pid "$pid" --run-dir "$rdir" -- sh -c 'sleep 100 & sleep 100' &
+helper=$!
+sleep 0.3
+kill -KILL $helper
+wait $helper 2>/dev/null
+for _ in $(seq 50); do
+  X -- sh -c 'ps -o comm | grep -c sleep'
+  [[ $out == 0 ]] && break
+  sleep 0.1
+done
+checks=$((checks + 1)); [[ $out == 0 ]] || fail "SIGKILL of exec left sleeps: $out"
+# The step is the init's child: nothing of ours between them (as with an engine's exec).
+X -- sh -c 'cat /proc/$$/stat'
+checks=$((checks + 1)); ppid=$(awk '{print $4}' <<<"$out"); [[ $ppid == 1 ]] || fail "the step's parent is $ppid, not the init"
 run "$RT" exec --pid "$pid" --run-dir "$rdir" --env A=1 --env "B=two words" --env PATH=/bin:/usr/bin -- env
 expect_rc 0 "env"
 checks=$((checks + 1))
@@ -314,7 +329,7 @@ checks=$((checks + 1)); [[ -n $pid ]] || fail "c4 not ready"
 pidns=$(readlink "/proc/$pid/ns/pid")
 kill -9 $runner
 wait $runner 2>/dev/null
-for _ in $(seq 100); do [[ $(ns_procs) == 0 ]] && break; sleep 0.02; done
+for _ in $(seq 250); do [[ $(ns_procs) == 0 ]] && break; sleep 0.02; done # 5 s: a loaded machine
 checks=$((checks + 1)); [[ $(ns_procs) == 0 ]] || fail "container processes survive the runner"
 checks=$((checks + 1)); [[ -d $runs/c4 ]] || fail "the run dir of a killed runner is gone (gc has nothing to do)"
 rm -f "$runs/c4.out"
