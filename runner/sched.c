@@ -38,7 +38,7 @@
 
 static const char launcher[] =
     "exec 2>&1\n" /* one stream, in order, as upstream's agent gives a step one pipe */
-    "d=" CONTAINER_DIR "; mkdir -p \"$d\" 2>/dev/null; f=\"$d/step-$2\"\n"
+    "d=" CONTAINER_DIR "; [ -d \"$d\" ] || mkdir -p \"$d\" 2>/dev/null; f=\"$d/step-$2\"\n"
     "printf '%s\\n' \"$1\" > \"$f.sh\" || { echo \"cannot write $f.sh\" >&2; exit 125; }\n"
     ": > \"$CIRRUS_ENV\" 2>/dev/null\n"
     "if [ -n \"${CIRRUS_SHELL:-}\" ]; then s=\"$CIRRUS_SHELL\"\n"
