@@ -263,6 +263,31 @@ if [[ $BACKEND == builtin ]]; then
   [[ -z $(ls "$CIRRUS_STORE/build-cache" | grep -v '\.json$') ]] || fail "temporary layers left"
 fi
 
+# --- builtin: $CIRRUS_ROOTFS picks the root file system's driver; steps of a task share it
+if [[ $BACKEND == builtin ]]; then
+  newproj <<'YML'
+rootfs_task:
+  write_script: echo kept > /etc/written && rm /bin/vi
+  read_script:
+    - cat /etc/written
+    - test ! -e /bin/vi
+    - awk '$5 == "/" { print "root=" $4 " " $8 }' /proc/self/mountinfo
+YML
+  for driver in fuse-overlayfs copy; do
+    CIRRUS_ROOTFS=$driver crun
+    expect_rc 0 "CIRRUS_ROOTFS=$driver"
+    expect_out "kept" "CIRRUS_ROOTFS=$driver: the second script sees the first's write"
+    expect_not_err "refused" "CIRRUS_ROOTFS=$driver"
+    case $driver in
+      fuse-overlayfs) expect_out "root=/ fuse.fuse-overlayfs" "CIRRUS_ROOTFS=$driver" ;;
+      copy) expect_out "/merged " "CIRRUS_ROOTFS=$driver" ;;
+    esac
+  done
+  CIRRUS_ROOTFS=fuse crun
+  expect_rc 1 "CIRRUS_ROOTFS=fuse"
+  expect_err "CIRRUS_ROOTFS must be auto, overlay, fuse-overlayfs or copy, not 'fuse'"
+fi
+
 # --- pipes: each step in its own image, one working directory
 if ((${#engine[@]})); then "${engine[@]}" tag "$IMAGE" "$IMAGE2"; else "$CIRRUS" images tag "$IMAGE" "$IMAGE2"; fi
 newproj <<YML
