@@ -800,6 +800,11 @@ log_helper_lines(const struct ci_buf *b, enum ci_log_level level)
       s += strlen(HELPER_PREFIX);
       len -= strlen(HELPER_PREFIX);
     }
+    /* The log says "warning: " itself. */
+    if (level == CI_LOG_WARN && len >= 9 && ci_str_has_prefix(s, "warning: ")) {
+      s += 9;
+      len -= 9;
+    }
     if (len)
       ci_log(level, "%.*s", (int)len, s);
     s += len + (nl ? 1 : 0);

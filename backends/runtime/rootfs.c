@@ -179,6 +179,7 @@ rt__rootfs_fuse(const char *bin, const struct ci_strv *layers, const char *upper
     int null = open("/dev/null", O_RDWR);
     if (null < 0 || dup2(null, 0) < 0 || dup2(null, 1) < 0 || dup2(ep[1], 2) < 0)
       _exit(126);
+    close_range(3, ~0U, 0); /* the daemon lives as long as the container: nothing of ours */
     char *argv[] = {(char *)"fuse-overlayfs", (char *)"-o", b.s, (char *)merged, NULL};
     execv(bin, argv);
     dprintf(2, "cannot run %s: %s\n", bin, strerror(errno));
