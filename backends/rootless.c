@@ -67,6 +67,7 @@ struct rootless {
   void (*on_closed)(void *data);
   void *closed_data;
   char ppid[24];
+  const char *rootfs;     /* $CIRRUS_ROOTFS for create's --rootfs (static), NULL = auto */
   struct rl_clean *bg_gc; /* the gc open started, while it runs (a clean takes it over) */
 };
 
@@ -800,6 +801,11 @@ log_helper_lines(const struct ci_buf *b, enum ci_log_level level)
       s += strlen(HELPER_PREFIX);
       len -= strlen(HELPER_PREFIX);
     }
+    /* The log says "warning: " itself. */
+    if (level == CI_LOG_WARN && len >= 9 && ci_str_has_prefix(s, "warning: ")) {
+      s += 9;
+      len -= 9;
+    }
     if (len)
       ci_log(level, "%.*s", (int)len, s);
     s += len + (nl ? 1 : 0);
@@ -894,6 +900,10 @@ rl_container_create(struct backend *b, const struct backend_container_spec *spec
   }
   argv_add(&a, "--hostname");
   argv_add(&a, c->hostname);
+  if (r->rootfs) {
+    argv_add(&a, "--rootfs");
+    argv_add(&a, r->rootfs);
+  }
   for (size_t i = 0; i < spec->nmounts; i++) {
     argv_add(&a, "--mount");
     argv_addf(&a, "%s:%s%s", spec->mounts[i].host_path, spec->mounts[i].container_path,
@@ -1802,6 +1812,13 @@ rootless_open(uv_loop_t *loop, const struct backend_options *opts, struct backen
               struct ci_error **err)
 {
   (void)opts;
+  /* The root file system's driver (backends/runtime/README.md): auto unless asked. */
+  const char *rootfs = getenv("CIRRUS_ROOTFS");
+  enum rt_rootfs driver = RT_ROOTFS_AUTO;
+  if (rootfs && *rootfs && rt_rootfs_parse(rootfs, &driver) < 0)
+    return ci_error_make(err, CI_EUSAGE,
+                         "CIRRUS_ROOTFS must be auto, overlay, fuse-overlayfs or copy, not '%s'",
+                         rootfs);
   cleanup_free char *helper = rootless_helper_path();
   if (!helper)
     return ci_error_make(err, -ENOENT,
@@ -1827,6 +1844,7 @@ rootless_open(uv_loop_t *loop, const struct backend_options *opts, struct backen
   r->volumes_dir = xasprintf("%s/volumes", r->store_dir);
   uv_mutex_init(&r->store_lock);
   snprintf(r->ppid, sizeof r->ppid, "%ld", (long)getpid());
+  r->rootfs = driver == RT_ROOTFS_AUTO ? NULL : rt_rootfs_name(driver);
   long cpus = sysconf(_SC_NPROCESSORS_ONLN);
   long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
   r->base.host_cpus = cpus > 0 ? (unsigned)cpus : 0;

@@ -5,6 +5,7 @@
 # 2. create + exec true + teardown (a one-step container's whole life)
 # 3. the floor: unshare -Urpf --mount-proc chroot ROOTFS /bin/true
 # 4. cirrus-runtime's own start-up (--help) next to /bin/true
+# 5. create + exec true + teardown per root file system driver (--rootfs), median of 20
 # As root the container runs on root's subordinate range (id-shifted store); run it as a user
 # (e.g. `runuser -u cirrus-rl -- bench/runtime.sh`) for the unprivileged figures.
 set -euo pipefail
@@ -52,7 +53,7 @@ echo "== create + exec true + teardown"
 cat >"$tmp/life.sh" <<EOF
 #!/bin/bash
 d=\$(mktemp -d -p "$tmp/runs")
-coproc C { exec "$RT" create --run-dir "\$d" ${layers[*]}; }
+coproc C { exec "$RT" create --run-dir "\$d" ${layers[*]} --rootfs "\${1:-auto}"; }
 read -r _ p <&\${C[0]}
 "$RT" exec --pid "\$p" --run-dir "\$d" -- /bin/true
 exec {C[1]}>&-
@@ -65,3 +66,14 @@ echo "   (includes bash's own start-up, ~1 ms, and mktemp)"
 echo "== floor: unshare -Urpf --mount-proc chroot ROOTFS /bin/true"
 rootfs=$(grep '^layer=' "$tmp/pull" | head -1 | cut -d= -f2)
 hyperfine -N -w 20 -r "$RUNS" "unshare -Urpf --mount-proc chroot $rootfs /bin/true" 2>&1 | grep -E 'Time|Range' || true
+
+echo "== create + exec true + teardown per --rootfs driver (median of 20; image: busybox, 1 MB)"
+for driver in overlay fuse-overlayfs copy; do
+  hyperfine -N -w 3 -r 20 --export-json "$tmp/rootfs.json" "$tmp/life.sh $driver" >/dev/null 2>&1 ||
+    { echo "   $driver: failed"; continue; }
+  python3 - "$tmp/rootfs.json" "$driver" <<'EOF'
+import json, statistics, sys
+t = json.load(open(sys.argv[1]))["results"][0]["times"]
+print(f"   {sys.argv[2]:15} median {statistics.median(t) * 1000:.1f} ms   min {min(t) * 1000:.1f} ms")
+EOF
+done

@@ -44,7 +44,11 @@ const struct cli_command cli_commands[] = {
      "TASK selects tasks whose name or alias, case-insensitively, starts the argument; the\n"
      "rest of the argument is labels that must match (\"test VERSION:1.14\").  Selected tasks\n"
      "run without their dependencies.  Exit status: 0 when every task succeeded or was\n"
-     "skipped or allowed to fail, 1 otherwise, 130 or 143 when interrupted.\n",
+     "skipped or allowed to fail, 1 otherwise, 130 or 143 when interrupted.\n"
+     "\n"
+     "On the builtin backend $CIRRUS_ROOTFS says how a container's root file system is made:\n"
+     "auto (the default: kernel overlayfs, else fuse-overlayfs, else a copy of the image, with\n"
+     "a warning), overlay, fuse-overlayfs or copy.\n",
      cli_cmd_run},
     {"validate", "check a configuration and show what its tasks resolve to",
      "cirrus validate [options]",

@@ -42,6 +42,7 @@ usage(void)
         "                             [--mount HOST:CT[:ro]]... [--volume HOSTDIR:CT]...\n"
         "                             [--tmpfs CT]... [--memory-mb N] [--cpus X]\n"
         "                             [--network host|none] [--image-tmp] [--ppid PID]\n"
+        "                             [--rootfs auto|overlay|fuse-overlayfs|copy]\n"
         "       cirrus-runtime exec --run-dir DIR [--pid PID] [--cwd DIR] [--user USER]\n"
         "                           [--env K=V]... [--ppid PID] -- ARGV...\n"
         "       cirrus-runtime cp-in --pid PID [--ppid PID] TARFILE\n"

@@ -1,6 +1,7 @@
 #!/bin/bash
 # Install the Debian 12 packages that cirrus needs, only those missing.
-#   scripts/deps.sh            build dependencies (compiler, cmake, -dev libraries)
+#   scripts/deps.sh            build dependencies (compiler, cmake, -dev libraries) and what
+#                              the built-in runtime uses (fuse-overlayfs)
 #   scripts/deps.sh --test     plus what the test suite needs (clang for sanitizers/fuzzing;
 #                              xmllint, graphviz, tmux, zsh, fish, man for the reports,
 #                              graph, interactive-output, completion and man page tests)
@@ -10,9 +11,12 @@ set -euo pipefail
 build=(gcc make cmake pkg-config git ca-certificates
        libyaml-dev libjansson-dev libcurl4-openssl-dev libgit2-dev libuv1-dev
        libpcre2-dev libssl-dev libarchive-dev)
+# What the built-in backend runs: fuse-overlayfs is its root file system where the kernel
+# refuses overlayfs (see backends/runtime/README.md); without it such containers get a copy.
+runtime=(fuse-overlayfs)
 test=(clang libclang-rt-14-dev libcmocka-dev python3 libxml2-utils graphviz tmux zsh fish man-db)
 
-want=("${build[@]}")
+want=("${build[@]}" "${runtime[@]}")
 for arg in "$@"; do
   case $arg in
     --test) want+=("${test[@]}") ;;

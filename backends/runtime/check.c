@@ -13,16 +13,18 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-/* In a child: a user + mount namespace, then an overlay with userxattr in a temp dir.
- * Exit 0: both work; 2: userns only; 1: no userns. */
+/* In a child: a user, mount and pid namespace (fuse-overlayfs' daemon dies with it), then an
+ * overlay with userxattr and a fuse-overlayfs mount in a temp dir.  Exit 1: no userns; else
+ * 16 + 1 (overlay works) + 2 (fuse-overlayfs works).  Why fuse-overlayfs cannot be used goes
+ * to why_fd. */
 static int
-probe(const struct rt_idmap *m, const char *tmp)
+probe(const struct rt_idmap *m, const char *tmp, int why_fd)
 {
   int gp[2];
   if (pipe2(gp, O_CLOEXEC) < 0)
     return 1;
-  pid_t c = (pid_t)syscall(SYS_clone, CLONE_NEWUSER | CLONE_NEWNS | SIGCHLD, NULL, NULL, NULL,
-                           NULL);
+  pid_t c = (pid_t)syscall(SYS_clone, CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | SIGCHLD, NULL,
+                           NULL, NULL, NULL);
   if (c < 0) {
     close(gp[0]);
     close(gp[1]);
@@ -37,11 +39,25 @@ probe(const struct rt_idmap *m, const char *tmp)
       _exit(1);
     if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
       _exit(1);
-    char opts[4096], merged[600];
-    snprintf(opts, sizeof opts, "lowerdir=%s/l,upperdir=%s/u,workdir=%s/w,userxattr", tmp, tmp,
-             tmp);
-    snprintf(merged, sizeof merged, "%s/m", tmp);
-    _exit(mount("overlay", merged, "overlay", 0, opts) == 0 ? 0 : 2);
+    char d[6][600];
+    static const char *const subs[] = {"l", "u", "w", "m", "u2", "w2"};
+    for (size_t i = 0; i < CI_ARRAY_SIZE(subs); i++)
+      snprintf(d[i], sizeof d[i], "%s/%s", tmp, subs[i]);
+    struct ci_strv layers = CI_STRV_INIT;
+    ci_strv_push(&layers, d[0]);
+    struct ci_error *e = NULL;
+    int ok = 16;
+    if (rt__rootfs_overlay(&layers, d[1], d[2], d[3], &e) == 0) {
+      ok |= 1;
+      umount2(d[3], MNT_DETACH);
+    }
+    ci_error_free(&e);
+    const char *bin;
+    if (rt__fuse_usable(&bin, &e) == 0 && rt__rootfs_fuse(bin, &layers, d[4], d[5], d[3], &e) == 0)
+      ok |= 2;
+    else
+      dprintf(why_fd, "%s", e ? e->msg : "?");
+    _exit(ok);
   }
   close(gp[0]);
   struct ci_error *e = NULL;
@@ -69,7 +85,7 @@ rt_check(int out_fd, struct ci_error **err)
     rt_idmap_release(&m);
     return ci_error_make(err, -errno, "cannot make a temporary directory: %s", strerror(errno));
   }
-  static const char *const subs[] = {"l", "u", "w", "m"};
+  static const char *const subs[] = {"l", "u", "w", "m", "u2", "w2"};
   int dfd = open(tmp, O_DIRECTORY | O_CLOEXEC);
   for (size_t i = 0; i < CI_ARRAY_SIZE(subs); i++) {
     mkdirat(dfd, subs[i], 0755);
@@ -78,7 +94,19 @@ rt_check(int out_fd, struct ci_error **err)
   }
   if (m.mode == RT_IDMAP_ROOT)
     fchmod(dfd, 0755);
-  int r = probe(&m, tmp);
+  int wp[2] = {-1, -1};
+  if (pipe2(wp, O_CLOEXEC) < 0) {
+    /* no reason to show */
+  }
+  int r = probe(&m, tmp, wp[1]);
+  char why[512] = "";
+  if (wp[0] >= 0) {
+    close(wp[1]);
+    ssize_t n = read(wp[0], why, sizeof why - 1);
+    why[n > 0 ? n : 0] = '\0';
+    close(wp[0]);
+  }
+  bool userns = r != 1, ovl = userns && (r & 1), fuse = userns && (r & 2);
   struct ci_error *e = NULL;
   close(dfd);
   rt_remove_tree_at(AT_FDCWD, tmp, &e);
@@ -88,8 +116,11 @@ rt_check(int out_fd, struct ci_error **err)
   const char *mode = m.mode == RT_IDMAP_ROOT    ? "root"
                      : m.mode == RT_IDMAP_SUBID ? "subid"
                                                 : "single";
-  dprintf(out_fd, "userns: %s\n", r == 1 ? "no" : "yes");
-  dprintf(out_fd, "overlay-userxattr: %s\n", r == 0 ? "yes" : "no");
+  dprintf(out_fd, "userns: %s\n", userns ? "yes" : "no");
+  dprintf(out_fd, "overlay-userxattr: %s\n", ovl ? "yes" : "no");
+  dprintf(out_fd, "rootfs: overlay %s, fuse-overlayfs %s%s%s%s, copy %s\n", ovl ? "yes" : "no",
+          fuse ? "yes" : "no", !fuse && *why ? " (" : "", fuse ? "" : why, !fuse && *why ? ")" : "",
+          userns ? "yes" : "no");
   dprintf(out_fd, "idmap: %s", mode);
   for (unsigned i = 0; i < m.n_uid; i++)
     dprintf(out_fd, " %u:%u:%u", m.uid[i].inside, m.uid[i].outside, m.uid[i].count);
@@ -98,10 +129,8 @@ rt_check(int out_fd, struct ci_error **err)
   if (m.warning)
     dprintf(out_fd, "warning: %s\n", m.warning);
   rt_idmap_release(&m);
-  if (r != 0)
-    return ci_error_make(err, CI_EFAIL,
-                         r == 1 ? "cannot create a user namespace here"
-                                : "cannot mount overlay with userxattr in a user namespace "
-                                  "(kernel >= 5.11 needed)");
+  /* Without overlay the root file system is fuse-overlayfs' or a copy: slower, but it runs. */
+  if (!userns)
+    return ci_error_make(err, CI_EFAIL, "cannot create a user namespace here");
   return 0;
 }

@@ -3,9 +3,9 @@
  * The monitor (the calling process) clones the container's init with new user, mount, pid,
  * uts and ipc namespaces (and net for --network none), writes its id maps, and releases it
  * over a socketpair (with idmapped bind mounts attached when running as root).  The init builds
- * the root file system (overlay, /proc, /sys, /dev, /tmp, the asked mounts), pivots into it,
- * reports "ready" (or an error message) over a pipe and then serves execs as pid 1, reaping
- * orphans (init_loop; the exec protocol is in exec.c).
+ * the root file system (rootfs.c: overlay, fuse-overlayfs or a copy; then /proc, /sys, /dev,
+ * /tmp, the asked mounts), pivots into it, reports "ready" (or an error message) over a pipe
+ * and then serves execs as pid 1, reaping orphans (init_loop; the exec protocol is in exec.c).
  */
 #include "runtime.h"
 #include "internal.h"
@@ -195,63 +195,6 @@ bind_at(struct child *c, int rootfd, const char *host, int srcfd, int tree, cons
   attach_tree(c, tree, t, ro, what);
   close(t);
   close(tree);
-}
-
-/* Escape ',' ':' '\' for an overlay option value. */
-static void
-ovl_escape(struct ci_buf *b, const char *s)
-{
-  for (; *s; s++) {
-    if (*s == ',' || *s == ':' || *s == '\\')
-      ci_buf_addc(b, '\\');
-    ci_buf_addc(b, *s);
-  }
-}
-
-static void
-mount_overlay(struct child *c, const char *merged)
-{
-  const struct rt_create_opts *o = c->o;
-  /* Layers usually share a parent (<store>/layers/): name them relative to it so that many
-   * layers fit in one page of mount options. */
-  const char *first = o->layers.v[0];
-  size_t plen = strlen(first);
-  for (size_t i = 1; i < o->layers.n; i++) {
-    size_t k = 0;
-    while (k < plen && first[k] == o->layers.v[i][k])
-      k++;
-    plen = k;
-  }
-  while (plen > 0 && first[plen - 1] != '/')
-    plen--;
-  char prefix[4096];
-  if (plen >= sizeof prefix)
-    plen = 0;
-  memcpy(prefix, first, plen);
-  prefix[plen] = '\0';
-  if (plen > 1 && chdir(prefix) < 0)
-    child_fail(c, "cannot enter %s", prefix);
-  if (plen <= 1)
-    plen = 0;
-  struct ci_buf b = CI_BUF_INIT;
-  ci_buf_adds(&b, "lowerdir=");
-  for (size_t i = o->layers.n; i-- > 0;) {
-    ovl_escape(&b, o->layers.v[i] + plen);
-    if (i)
-      ci_buf_addc(&b, ':');
-  }
-  ci_buf_adds(&b, ",upperdir=");
-  ovl_escape(&b, o->run_dir);
-  ci_buf_adds(&b, "/upper,workdir=");
-  ovl_escape(&b, o->run_dir);
-  ci_buf_adds(&b, "/work,userxattr");
-  if (b.len >= 4096)
-    child_fail(c, "too many layers (%zu) for one overlay mount", o->layers.n);
-  if (mount("overlay", merged, "overlay", 0, b.s) < 0)
-    child_fail(c, "cannot mount the overlay of %zu layers (lowest %s)", o->layers.n, first);
-  ci_buf_release(&b);
-  if (chdir("/") < 0)
-    child_fail(c, "cannot enter /");
 }
 
 static void
@@ -579,7 +522,11 @@ child_main(struct child *c)
     child_fail(c, "cannot make the mounts private");
   char merged[4200];
   snprintf(merged, sizeof merged, "%s/merged", o->run_dir);
-  mount_overlay(c, merged);
+  struct ci_error *rerr = NULL;
+  if (rt__rootfs_mount(o, merged, &rerr) < 0) {
+    errno = 0;
+    child_fail(c, "%s", rerr->msg);
+  }
   listen_exec(c);
   int rootfd = open(merged, O_PATH | O_DIRECTORY | O_CLOEXEC);
   if (rootfd < 0)

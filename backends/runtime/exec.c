@@ -72,11 +72,13 @@ rt__join(pid_t pid, bool with_pid, struct ci_error **err)
     return ci_error_make(err, -errno, "cannot join the container of pid %d: %s", (int)pid,
                          strerror(errno));
   joined = true;
-  if (fchdir(rootfd) < 0 || chroot(".") < 0 || chdir("/") < 0)
-    return ci_error_make(err, -errno, "cannot enter the container's root: %s", strerror(errno));
+  /* Root inside first: a fuse-overlayfs root refuses requests from ids its namespace does not
+   * map (EOVERFLOW), and the host's ids are not mapped there. */
   if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0)
     return ci_error_make(err, -errno, "cannot become root in the container: %s",
                          strerror(errno));
+  if (fchdir(rootfd) < 0 || chroot(".") < 0 || chdir("/") < 0)
+    return ci_error_make(err, -errno, "cannot enter the container's root: %s", strerror(errno));
   if (setgroups(0, NULL) < 0 && errno != EPERM)
     return ci_error_make(err, -errno, "cannot drop supplementary groups: %s", strerror(errno));
   return 0;

@@ -36,6 +36,31 @@ void rt__cgroup_sweep(void);
 /* "v1", "v2" or "none" and whether this process may create cgroups. */
 const char *rt__cgroup_version(bool *writable);
 
+/* The container's root file system (rootfs.c).  All of these run in the container's user and
+ * mount namespaces as root there, with "/" private, before pivot_root; on success merged is a
+ * mount point holding the root.  Errors carry -errno codes.
+ *
+ * rt__rootfs_mount: the driver of o->rootfs; "auto" tries overlay, then fuse-overlayfs, then a
+ * copy (not for image builds, --image-tmp: they need an upper layer) and says which fallback it
+ * took, and why, in one o->warn line.  A missing layer (-ENOENT) is never a reason to fall back. */
+int rt__rootfs_mount(const struct rt_create_opts *o, const char *merged, struct ci_error **err);
+/* Kernel overlay with userxattr (layers bottom first; many layers: relative to their common
+ * parent, so the cwd changes meanwhile and is "/" afterwards). */
+int rt__rootfs_overlay(const struct ci_strv *layers, const char *upper, const char *work,
+                       const char *merged, struct ci_error **err);
+/* fuse-overlayfs' path (/usr/bin, else PATH; static storage) or NULL. */
+const char *rt__fuse_overlayfs_path(void);
+/* Whether fuse-overlayfs can run here: found (*bin), and /dev/fuse opens. */
+int rt__fuse_usable(const char **bin, struct ci_error **err);
+/* Run bin (fuse-overlayfs) on the same directories; returns once it is mounted (its daemon is
+ * then a child of this process's pid namespace's init). */
+int rt__rootfs_fuse(const char *bin, const struct ci_strv *layers, const char *upper,
+                    const char *work, const char *merged, struct ci_error **err);
+/* Copy the layers bottom-up into merged (whiteouts and opaque directories applied, owners,
+ * modes, times, user xattrs and hard links kept, symlinks never followed, reflinks where the
+ * file system can), then bind it on itself. */
+int rt__rootfs_copy(const struct ci_strv *layers, const char *merged, struct ci_error **err);
+
 /* Thin syscall wrappers (glibc 2.36 has some, but its headers clash with linux/mount.h). */
 static inline int
 rt__pidfd_open(pid_t pid)

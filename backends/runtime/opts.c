@@ -107,7 +107,7 @@ rt_create_opts_parse(int argc, char **argv, struct rt_create_opts *o, struct ci_
     if (!strcmp(a, "--run-dir") || !strcmp(a, "--layer") || !strcmp(a, "--hostname") ||
         !strcmp(a, "--mount") || !strcmp(a, "--volume") || !strcmp(a, "--tmpfs") ||
         !strcmp(a, "--memory-mb") || !strcmp(a, "--cpus") || !strcmp(a, "--network") ||
-        !strcmp(a, "--ppid")) {
+        !strcmp(a, "--ppid") || !strcmp(a, "--rootfs")) {
       if (!(v = value(argc, argv, &i, err)))
         goto fail;
     } else {
@@ -171,7 +171,19 @@ rt_create_opts_parse(int argc, char **argv, struct rt_create_opts *o, struct ci_
     } else if (!strcmp(a, "--ppid")) {
       if (parse_pid(a, v, &o->ppid, err) < 0)
         goto fail;
+    } else if (!strcmp(a, "--rootfs")) {
+      if (rt_rootfs_parse(v, &o->rootfs) < 0) {
+        ci_error_make(err, CI_EUSAGE,
+                      "--rootfs: expected auto, overlay, fuse-overlayfs or copy, not '%s'", v);
+        goto fail;
+      }
     }
+  }
+  if (o->rootfs == RT_ROOTFS_COPY && o->image_tmp) {
+    ci_error_make(err, CI_EUSAGE,
+                  "--rootfs copy: an image build (--image-tmp) needs an upper layer (overlay or "
+                  "fuse-overlayfs)");
+    goto fail;
   }
   if (!o->run_dir) {
     ci_error_make(err, CI_EUSAGE, "create: --run-dir is required");

@@ -98,6 +98,18 @@ struct rt_mount {
   bool ro;
 };
 
+/* How the container's root file system is made from the image's layers (--rootfs). */
+enum rt_rootfs {
+  RT_ROOTFS_AUTO = 0, /* overlay; where the kernel refuses it fuse-overlayfs, else a copy */
+  RT_ROOTFS_OVERLAY,  /* the kernel's overlayfs (userxattr), upper dir in the run dir */
+  RT_ROOTFS_FUSE,     /* fuse-overlayfs in the container's namespaces, same dirs */
+  RT_ROOTFS_COPY,     /* the layers copied into the run dir (reflinks where possible) */
+};
+
+/* "auto", "overlay", "fuse-overlayfs", "copy" -> *out; -1 for anything else. */
+int rt_rootfs_parse(const char *s, enum rt_rootfs *out);
+const char *rt_rootfs_name(enum rt_rootfs d);
+
 struct rt_create_opts {
   char *run_dir;         /* owned */
   struct ci_strv layers; /* bottom first */
@@ -106,6 +118,7 @@ struct rt_create_opts {
   size_t n_mounts;
   uint64_t memory_mb; /* 0 = no limit */
   double cpus;        /* 0 = no limit */
+  enum rt_rootfs rootfs; /* --rootfs */
   bool net_none;      /* --network none */
   bool image_tmp;     /* --image-tmp: /tmp as the image has it, no tmpfs (image builds: what a
                          COPY put there is seen, what a RUN writes there is kept) */

@@ -44,7 +44,8 @@ static int
 usage(void)
 {
   fprintf(stderr, "usage: img_tool STORE pull [--always] [--platform P] [--quiet] REF\n"
-                  "       img_tool STORE lookup REF | list | prune | rm REF\n");
+                  "       img_tool STORE lookup REF | list | prune | rm REF\n"
+                  "       img_tool STORE add-layer TAR   (prints layer=DIR)\n");
   return 2;
 }
 
@@ -129,6 +130,17 @@ main(int argc, char **argv)
     } else {
       printf("images=%u layers=%u blobs=%u busy=%u bytes=%llu\n", st.images, st.layers, st.blobs,
              st.busy, (unsigned long long)st.bytes);
+    }
+  } else if (!strcmp(cmd, "add-layer") && argc > 3) {
+    /* A layer made by a test (whiteouts, owners): its directory, as pull prints them. */
+    char *diff_id = NULL;
+    if (img_store_add_layer(s, argv[3], &diff_id, &err) < 0) {
+      fprintf(stderr, "error: %s\n", err->msg);
+      ci_error_free(&err);
+      rc = 1;
+    } else {
+      printf("layer=%s/layers/%s/diff\n", img_store_get_root(s), diff_id + 7);
+      free(diff_id);
     }
   } else if (!strcmp(cmd, "rm") && argc > 3) {
     if (img_store_remove(s, argv[3], &err) < 0) {

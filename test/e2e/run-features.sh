@@ -263,6 +263,53 @@ if [[ $BACKEND == builtin ]]; then
   [[ -z $(ls "$CIRRUS_STORE/build-cache" | grep -v '\.json$') ]] || fail "temporary layers left"
 fi
 
+# --- builtin: $CIRRUS_ROOTFS picks the root file system's driver; steps of a task share it
+if [[ $BACKEND == builtin ]]; then
+  newproj <<'YML'
+rootfs_task:
+  write_script: echo kept > /etc/written && rm /bin/vi
+  read_script:
+    - cat /etc/written
+    - test ! -e /bin/vi
+    - awk '$5 == "/" { print "root=" $4 " " $8 }' /proc/self/mountinfo
+YML
+  for driver in fuse-overlayfs copy; do
+    CIRRUS_ROOTFS=$driver crun
+    expect_rc 0 "CIRRUS_ROOTFS=$driver"
+    expect_out "kept" "CIRRUS_ROOTFS=$driver: the second script sees the first's write"
+    expect_not_err "refused" "CIRRUS_ROOTFS=$driver"
+    case $driver in
+      fuse-overlayfs) expect_out "root=/ fuse.fuse-overlayfs" "CIRRUS_ROOTFS=$driver" ;;
+      copy) expect_out "/merged " "CIRRUS_ROOTFS=$driver" ;;
+    esac
+  done
+  # A real refusal (root: it mounts): a store on an overlay mount, which the kernel refuses as
+  # an upper dir.  auto falls back to fuse-overlayfs, says so once, and the task passes.
+  if [[ $(id -u) == 0 ]]; then
+    ovl=$TMPROOT/ovl
+    mkdir -p "$ovl/l" "$ovl/u" "$ovl/w" "$ovl/m"
+    if mount -t overlay overlay -o "lowerdir=$ovl/l,upperdir=$ovl/u,workdir=$ovl/w" "$ovl/m"; then
+      chmod 0755 "$ovl/m"
+      CIRRUS_STORE=$ovl/m/store "$CIRRUS" images pull "$REGISTRY/cirrus-test/busybox:latest" >/dev/null &&
+        CIRRUS_STORE=$ovl/m/store "$CIRRUS" images tag "$REGISTRY/cirrus-test/busybox:latest" "$IMAGE"
+      CIRRUS_STORE=$ovl/m/store crun
+      expect_rc 0 "a store on overlayfs"
+      expect_out "root=/ fuse.fuse-overlayfs" "a store on overlayfs"
+      checks=$((checks + 1))
+      [[ $(grep -c "refused" <<<"$err") == 1 ]] || fail "a store on overlayfs: not one warning"
+      expect_err "warning: the kernel refused an overlay mount (Invalid argument, the run dir is on overlayfs): the root file system is mounted with fuse-overlayfs"
+      expect_not_err "warning: warning:"
+      checks=$((checks + 1)); [[ -z $(ls -A "$ovl/m/store/runs") ]] || fail "a store on overlayfs: run dir left"
+      umount -l "$ovl/m"
+    else
+      fail "cannot mount an overlay for the refusal test"
+    fi
+  fi
+  CIRRUS_ROOTFS=fuse crun
+  expect_rc 1 "CIRRUS_ROOTFS=fuse"
+  expect_err "CIRRUS_ROOTFS must be auto, overlay, fuse-overlayfs or copy, not 'fuse'"
+fi
+
 # --- --export-bundle: a failed task's container as an OCI runtime bundle that runc runs
 newproj <<'YML'
 task:

@@ -23,8 +23,17 @@ if [[ ${CIRRUS_RT_INNER:-} != 1 ]]; then
   install -m 0755 "$RT" "$dir/cirrus-runtime"
   install -m 0755 "$IMG_TOOL" "$dir/img_tool"
   install -m 0755 "$here/runtime.sh" "$here/lib.sh" "$dir/"
+  # A runs dir on an overlay mount: the kernel refuses it as an upper dir (a real refusal for
+  # --rootfs auto to fall back from).
+  mkdir -p "$dir/ovl/l" "$dir/ovl/u" "$dir/ovl/w" "$dir/ovl-runs"
+  mount -t overlay overlay -o "lowerdir=$dir/ovl/l,upperdir=$dir/ovl/u,workdir=$dir/ovl/w" \
+    "$dir/ovl-runs" || { echo "FAIL: cannot mount an overlay for the refusal test" >&2; exit 1; }
+  trap 'umount -l "$dir/ovl-runs"; rm -rf "$dir"' EXIT
+  chmod 711 "$dir/ovl-runs"
+  export CIRRUS_RT_OVL_RUNS=$dir/ovl-runs
   case $MODE in
-    root) exec env CIRRUS_RT_INNER=1 bash "$dir/runtime.sh" "$dir/cirrus-runtime" "$dir/img_tool" root ;;
+    root) env CIRRUS_RT_INNER=1 bash "$dir/runtime.sh" "$dir/cirrus-runtime" "$dir/img_tool" root
+      exit $? ;;
     subid) user=cirrus-rl ;;
     single) user=cirrus-rs ;;
     *) echo "FAIL: unknown mode $MODE" >&2; exit 1 ;;
@@ -38,10 +47,11 @@ if [[ ${CIRRUS_RT_INNER:-} != 1 ]]; then
   else
     sed -i "/^$user:/d" /etc/subuid /etc/subgid
   fi
-  cd "$dir" && chown "$user:" "$dir"
+  cd "$dir" && chown "$user:" "$dir" "$dir/ovl-runs"
   CIRRUS_RT_INNER=1 CIRRUS_TEST_REGISTRY=$REGISTRY TMPDIR=$dir \
     setpriv --reuid="$user" --regid="$user" --init-groups --reset-env \
     env CIRRUS_RT_INNER=1 CIRRUS_TEST_REGISTRY="$REGISTRY" TMPDIR="$dir" PATH="$PATH" \
+    CIRRUS_RT_OVL_RUNS="$CIRRUS_RT_OVL_RUNS" \
     bash "$dir/runtime.sh" "$dir/cirrus-runtime" "$dir/img_tool" "$MODE"
   exit $?
 fi
@@ -85,7 +95,8 @@ start_container() {
   shift
   rdir=$runs/$name
   mkdir -m 0700 "$rdir"
-  exec 7> >(exec "$RT" create --run-dir "$rdir" "${layers[@]}" --ppid $$ "$@" \
+  # shellcheck disable=SC2086 # WRAP: a command prefix, split into words
+  exec 7> >(exec ${WRAP:-} "$RT" create --run-dir "$rdir" "${layers[@]}" --ppid $$ "$@" \
     >"$TMPROOT/$name.out" 2>"$TMPROOT/$name.err")
   monitor_pid=$!
   for _ in $(seq 200); do
@@ -355,5 +366,101 @@ if [[ $MODE == root ]]; then
   checks=$((checks + 1)); [[ ! -e $old ]] || fail "gc kept an old empty cgroup"
   checks=$((checks + 1)); [[ -e $young ]] || fail "gc removed a young cgroup"
   rmdir "$old" "$young" 2>/dev/null
+fi
+
+# ---- The root file system's drivers (--rootfs).  Two layers of our own over the image, made
+# from tars as a pull makes them: the second deletes /linuxrc (a whiteout), makes /data opaque
+# and replaces the directory /dirtofile by a file; the first has a file of uid 1000 and two hard
+# links.  A root store keeps the image's owners; an unprivileged one makes everything root's.
+mkdir -p "$TMPROOT/l2/data/sub" "$TMPROOT/l2/etc" "$TMPROOT/l2/dirtofile" "$TMPROOT/l3/data"
+echo a >"$TMPROOT/l2/data/a"
+echo c >"$TMPROOT/l2/data/sub/c"
+echo x >"$TMPROOT/l2/dirtofile/x"
+echo linked >"$TMPROOT/l2/hl1" && ln "$TMPROOT/l2/hl1" "$TMPROOT/l2/hl2"
+ln -s /etc/passwd "$TMPROOT/l2/abs"
+echo owned >"$TMPROOT/l2/etc/owned" && chmod 0640 "$TMPROOT/l2/etc/owned"
+tar -C "$TMPROOT/l2" --numeric-owner --owner=0 --group=0 --exclude=./etc/owned -cf "$TMPROOT/l2.tar" .
+tar -C "$TMPROOT/l2" --numeric-owner --owner=1000 --group=1000 -rf "$TMPROOT/l2.tar" ./etc/owned
+touch "$TMPROOT/l3/data/.wh..wh..opq" "$TMPROOT/l3/.wh.linuxrc"
+echo z >"$TMPROOT/l3/data/z"
+echo file >"$TMPROOT/l3/dirtofile"
+tar -C "$TMPROOT/l3" --numeric-owner --owner=0 --group=0 -cf "$TMPROOT/l3.tar" .
+for t in l2 l3; do
+  l=$("$IMG_TOOL" "${shift_opt[@]}" "$store" add-layer "$TMPROOT/$t.tar" | sed -n 's/^layer=//p')
+  checks=$((checks + 1)); [[ -d $l ]] || { fail "img_tool add-layer $t: '$l'"; finish; exit 1; }
+  layers+=(--layer "$l")
+done
+owner=0:0
+[[ $MODE == root ]] && owner=1000:1000
+
+# rootfs_checks NAME: the image as the layers say, writes and deletions seen by the next exec,
+# then a teardown that leaves nothing (no process, fuse-overlayfs included, no mount, no dir).
+rootfs_checks() {
+  local name=$1
+  X -- sh -c 'ls /data; ls /linuxrc 2>&1; stat -c "%u:%g %a" /etc/owned; cat /dirtofile; \
+    stat -c %h /hl1; readlink /abs'
+  checks=$((checks + 1))
+  [[ $out == $'z\nls: /linuxrc: No such file or directory\n'"$owner 640"$'\nfile\n2\n/etc/passwd' ]] ||
+    fail "$name: the image's layers are not what the container shows"
+  X -- sh -c 'echo kept >/etc/written && rm /bin/vi /etc/owned && mkdir /newdir'
+  expect_rc 0 "$name: write and delete"
+  X -- sh -c 'cat /etc/written; ls /bin/vi /etc/owned 2>&1; ls -d /newdir'
+  checks=$((checks + 1))
+  [[ $out == $'kept\nls: /bin/vi: No such file or directory\nls: /etc/owned: No such file or directory\n/newdir' ]] ||
+    fail "$name: the next exec does not see the changes"
+  if [[ $MODE != single ]]; then
+    X -- chown 1000:1000 /etc/written
+    X --user 1000 -- sh -c 'stat -c %u:%g /etc/written; echo more >>/etc/written; cat /data/z'
+    checks=$((checks + 1))
+    [[ $out == $'1000:1000\nz' ]] || fail "$name: owners set by a step, or another user's access"
+  fi
+  checks=$((checks + 1)); ! grep -q "refused" "$TMPROOT/$name.err" || fail "$name: warned: $(cat "$TMPROOT/$name.err")"
+  stop_container
+  checks=$((checks + 1)); [[ ! -e $rdir ]] || fail "$name: run dir left after teardown"
+  checks=$((checks + 1)); [[ $(ns_procs) == 0 ]] || fail "$name: processes left after teardown"
+  checks=$((checks + 1)); [[ -z $(pgrep -f -- "$rdir") ]] || fail "$name: fuse-overlayfs left: $(pgrep -af -- "$rdir")"
+  checks=$((checks + 1)); ! grep -q "$rdir" /proc/self/mountinfo || fail "$name: mount left after teardown"
+}
+
+run "$RT" check
+expect_out "rootfs: overlay yes, fuse-overlayfs yes, copy yes" "check's drivers"
+for driver in overlay fuse-overlayfs copy; do
+  start_container "rootfs-$driver" --rootfs "$driver"
+  X -- awk '$5 == "/"' /proc/self/mountinfo
+  case $driver in
+    overlay) expect_out " - overlay overlay " "--rootfs overlay: the root" ;;
+    fuse-overlayfs) expect_out " - fuse.fuse-overlayfs " "--rootfs fuse-overlayfs: the root" ;;
+    copy) checks=$((checks + 1)); [[ $out == *"/merged / "* && $out != *fuse.fuse-overlayfs* ]] || fail "--rootfs copy: the root is $out" ;;
+  esac
+  rootfs_checks "rootfs-$driver"
+done
+
+# A real refusal: runs on an overlay mount (set up by the outer part), which the kernel refuses
+# as an upper dir.  auto takes fuse-overlayfs and says so, once.
+runs=$CIRRUS_RT_OVL_RUNS
+start_container rootfs-auto
+X -- awk '$5 == "/"' /proc/self/mountinfo
+expect_out " - fuse.fuse-overlayfs " "auto on an overlay runs dir"
+checks=$((checks + 1))
+[[ $(grep -c "refused" "$TMPROOT/rootfs-auto.err") == 1 ]] &&
+  grep -qx "cirrus-runtime: warning: the kernel refused an overlay mount (Invalid argument, the run dir is on overlayfs): the root file system is mounted with fuse-overlayfs" "$TMPROOT/rootfs-auto.err" ||
+  fail "auto's warning: $(cat "$TMPROOT/rootfs-auto.err")"
+sed -i '/refused an overlay mount/d' "$TMPROOT/rootfs-auto.err"
+rootfs_checks rootfs-auto
+if [[ $MODE == root ]]; then
+  # Nor fuse-overlayfs (hidden in a mount namespace of this test): a copy, and the warning says
+  # why.
+  : >"$TMPROOT/no-fuse"
+  printf '#!/bin/sh\nmount --bind %s /usr/bin/fuse-overlayfs || exit 1\nPATH=/usr/bin:/bin exec "$@"\n' \
+    "$TMPROOT/no-fuse" >"$TMPROOT/no-fuse.sh"
+  chmod 0755 "$TMPROOT/no-fuse.sh"
+  WRAP="unshare -m $TMPROOT/no-fuse.sh" start_container rootfs-nofuse
+  X -- awk '$5 == "/"' /proc/self/mountinfo
+  checks=$((checks + 1)); [[ $out == *"/merged / "* && $out != *fuse.fuse-overlayfs* ]] || fail "auto without fuse-overlayfs: the root is '$out'"
+  checks=$((checks + 1))
+  grep -qx "cirrus-runtime: warning: the kernel refused an overlay mount (Invalid argument, the run dir is on overlayfs) and fuse-overlayfs cannot be used (no fuse-overlayfs in /usr/bin or on PATH): the root file system is a copy of the image (slow)" "$TMPROOT/rootfs-nofuse.err" ||
+    fail "auto's copy warning: $(cat "$TMPROOT/rootfs-nofuse.err")"
+  sed -i '/refused an overlay mount/d' "$TMPROOT/rootfs-nofuse.err"
+  rootfs_checks rootfs-nofuse
 fi
 finish

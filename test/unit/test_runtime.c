@@ -233,7 +233,29 @@ test_create_opts(void **state)
                          "--layer", "/l0"),
                    0);
   assert_true(o.image_tmp);
+  assert_int_equal(o.rootfs, RT_ROOTFS_AUTO); /* the default */
   rt_create_opts_release(&o);
+  static const struct {
+    const char *v;
+    enum rt_rootfs d;
+  } drivers[] = {{"auto", RT_ROOTFS_AUTO},
+                 {"overlay", RT_ROOTFS_OVERLAY},
+                 {"fuse-overlayfs", RT_ROOTFS_FUSE},
+                 {"copy", RT_ROOTFS_COPY}};
+  for (size_t i = 0; i < CI_ARRAY_SIZE(drivers); i++) {
+    assert_int_equal(PARSE(rt_create_opts_parse, &o, &err, "--run-dir", "/r", "--layer", "/l0",
+                           "--rootfs", (char *)drivers[i].v),
+                     0);
+    assert_int_equal(o.rootfs, drivers[i].d);
+    assert_string_equal(rt_rootfs_name(o.rootfs), drivers[i].v); /* what rootless.c passes */
+    rt_create_opts_release(&o);
+  }
+  /* An image build diffs the upper layer, which a copy does not have. */
+  assert_true(PARSE(rt_create_opts_parse, &o, &err, "--image-tmp", "--run-dir", "/r", "--layer",
+                    "/l0", "--rootfs", "copy") < 0);
+  assert_int_equal(err->code, CI_EUSAGE);
+  assert_non_null(strstr(err->msg, "--rootfs copy"));
+  ci_error_free(&err);
 
   static const char *const bad[][4] = {
       {"--layer", "/l", NULL},                   /* no run dir */
@@ -249,13 +271,13 @@ test_create_opts(void **state)
     assert_int_equal(err->code, CI_EUSAGE);
     ci_error_free(&err);
   }
-  const char *bad_opts[][2] = {{"--mount", "/a"},        {"--mount", "rel:/b"},
-                               {"--mount", "/a:rel"},    {"--mount", "/a:/b:rx"},
-                               {"--mount", "/a:/../etc"}, {"--mount", "/a:/"},
-                               {"--volume", "/a:/b:ro"}, {"--tmpfs", "x"},
-                               {"--memory-mb", "-1"},    {"--cpus", "abc"},
-                               {"--network", "bridge"},  {"--ppid", "0"},
-                               {"--hostname", ""},       {"--bogus", "1"}};
+  const char *bad_opts[][2] = {
+      {"--mount", "/a"},        {"--mount", "rel:/b"},     {"--mount", "/a:rel"},
+      {"--mount", "/a:/b:rx"},  {"--mount", "/a:/../etc"}, {"--mount", "/a:/"},
+      {"--volume", "/a:/b:ro"}, {"--tmpfs", "x"},          {"--memory-mb", "-1"},
+      {"--cpus", "abc"},        {"--network", "bridge"},   {"--ppid", "0"},
+      {"--hostname", ""},       {"--bogus", "1"},          {"--rootfs", "fuse"},
+      {"--rootfs", ""}};
   for (size_t i = 0; i < CI_ARRAY_SIZE(bad_opts); i++) {
     char *argv[] = {"--run-dir", "/r", "--layer", "/l", (char *)bad_opts[i][0],
                     (char *)bad_opts[i][1], NULL};
