@@ -4,8 +4,10 @@
 #include "rootless.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 void
 backend_image_info_release(struct backend_image_info *info)
@@ -59,4 +61,40 @@ backend_open(uv_loop_t *loop, const struct backend_options *opts, struct backend
                           why.len ? ci_buf_str(&why) : " none is built in");
   ci_buf_release(&why);
   return ret;
+}
+
+const char *
+backend_owner_host(void)
+{
+  static char host[256];
+  if (!host[0] && (gethostname(host, sizeof host - 1) < 0 || !host[0]))
+    snprintf(host, sizeof host, "unknown");
+  return host;
+}
+
+const char *
+backend_owner_pid(void)
+{
+  static char pid[24];
+  snprintf(pid, sizeof pid, "%ld", (long)getpid());
+  return pid;
+}
+
+bool
+backend_owner_alive(const char *host, const char *pid)
+{
+  if (!host || !pid || strcmp(host, backend_owner_host()) != 0)
+    return false;
+  char *end;
+  long n = strtol(pid, &end, 10);
+  if (end == pid || *end || n <= 1 || n == (long)getpid())
+    return false;
+  char path[64], comm[32] = "";
+  snprintf(path, sizeof path, "/proc/%ld/comm", n);
+  FILE *f = fopen(path, "re");
+  if (!f)
+    return false;
+  bool alive = fgets(comm, sizeof comm, f) && !strcmp(comm, "cirrus\n");
+  fclose(f);
+  return alive;
 }

@@ -178,4 +178,16 @@ struct backend_factory {
 };
 extern const struct backend_factory *const backend_factories[];
 
+/* Who owns an engine's container or volume: labels dev.cirrus.host (this host's name) and
+ * dev.cirrus.pid (the cirrus process) next to dev.cirrus.run-id.  `cirrus clean` without
+ * --run-id keeps what a run still going on this host owns. */
+#define BACKEND_LABEL_HOST "dev.cirrus.host"
+#define BACKEND_LABEL_PID "dev.cirrus.pid"
+/* This host's name and this process's pid as the labels hold them (static strings). */
+const char *backend_owner_host(void);
+const char *backend_owner_pid(void);
+/* Whether labels host and pid (either may be NULL) name a cirrus process alive on this host
+ * (not this process): its /proc/PID/comm is "cirrus". */
+bool backend_owner_alive(const char *host, const char *pid);
+
 #endif

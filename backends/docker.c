@@ -12,6 +12,7 @@
  * dev.cirrus.run-id, which is all `clean` looks for.  README.md lists the engine facts.
  */
 #include "docker.h"
+#include "common/log.h"
 #include "engine_http.h"
 
 #include <archive.h>
@@ -430,6 +431,8 @@ d_container_create(struct backend *b, const struct backend_container_spec *s, ba
     json_object_set_new(body, "Env", env_array(s->env));
   json_t *labels = json_object();
   json_object_set_new(labels, "dev.cirrus.run-id", json_string(s->run_id ? s->run_id : ""));
+  json_object_set_new(labels, BACKEND_LABEL_HOST, json_string(backend_owner_host()));
+  json_object_set_new(labels, BACKEND_LABEL_PID, json_string(backend_owner_pid()));
   if (s->task_name)
     json_object_set_new(labels, "dev.cirrus.task", json_string(s->task_name));
   json_object_set_new(body, "Labels", labels);
@@ -1213,6 +1216,8 @@ d_volume_create(struct backend *b, const char *name, const char *run_id, backend
   json_object_set_new(body, "Name", json_string(name));
   json_t *labels = json_object();
   json_object_set_new(labels, "dev.cirrus.run-id", json_string(run_id ? run_id : ""));
+  json_object_set_new(labels, BACKEND_LABEL_HOST, json_string(backend_owner_host()));
+  json_object_set_new(labels, BACKEND_LABEL_PID, json_string(backend_owner_pid()));
   json_object_set_new(body, "Labels", labels);
   struct vol_op *op = xcalloc(1, sizeof(*op));
   op->d = d;
@@ -1287,6 +1292,7 @@ struct clean_op {
   backend_done_cb cb;
   void *data;
   bool volumes; /* second phase */
+  bool all;     /* no run id: keep what runs still going own */
   struct clean_item *items;
   size_t nitems, nalloc, next, inflight;
   unsigned failed, total;
@@ -1416,6 +1422,13 @@ on_clean_listed(struct engine_req *req, long status, json_t *json, const struct 
       continue;
     json_t *labels = json_object_get(v, "Labels");
     const char *task = json_string_value(json_object_get(labels, "dev.cirrus.task"));
+    const char *pid = json_string_value(json_object_get(labels, BACKEND_LABEL_PID));
+    if (op->all &&
+        backend_owner_alive(json_string_value(json_object_get(labels, BACKEND_LABEL_HOST)), pid)) {
+      ci_log(CI_LOG_WARN, "kept %s %.12s: its run is still going (cirrus pid %s; --run-id "
+             "removes it anyway)", op->volumes ? "volume" : "container", id, pid);
+      continue;
+    }
     CI_GROW(op->items, op->nalloc, op->nitems + 1);
     struct clean_item *it = &op->items[op->nitems++];
     if (op->volumes) {
@@ -1464,6 +1477,7 @@ d_clean(struct backend *b, const char *run_id, backend_progress_cb on_removed, b
   struct clean_op *op = xcalloc(1, sizeof(*op));
   op->d = d;
   op->filters = ci_buf_take(&q);
+  op->all = !run_id;
   op->on_removed = on_removed;
   op->cb = cb;
   op->data = data;

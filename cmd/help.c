@@ -82,8 +82,10 @@ const struct cli_command cli_commands[] = {
      "\n"
      "Every container and volume of a run is labelled dev.cirrus.run-id; a run that was\n"
      "killed (SIGKILL, a crash) cannot remove them itself.  clean removes them and prints\n"
-     "each one, or \"nothing to remove\".  Do not run it without --run-id while other runs\n"
-     "are in progress: their containers carry the label too.\n",
+     "each one, or \"nothing to remove\".  Without --run-id, what a run still going on this\n"
+     "host owns is kept (labels dev.cirrus.host and dev.cirrus.pid name its cirrus process;\n"
+     "built-in: its run directory is locked) and a warning names it; --run-id removes a\n"
+     "run's containers whatever their owner.\n",
      cli_cmd_clean},
     {"images", "list and manage the built-in backend's images",
      "cirrus images [ls | pull REF... | tag SOURCE NAME | rm REF... | prune]",

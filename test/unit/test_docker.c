@@ -20,9 +20,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 /* ==== the fake engine ========================================================================= */
@@ -519,6 +521,9 @@ test_build_output(void **state)
 
 /* ==== clean =================================================================================== */
 
+/* pids for clean without a run id: a live process named cirrus, and one that is gone */
+static char live_owner[24], dead_owner[24];
+
 static void
 route_clean(struct fake *f, const struct fake_req *rq, struct ci_buf *resp, bool *close_after)
 {
@@ -527,6 +532,17 @@ route_clean(struct fake *f, const struct fake_req *rq, struct ci_buf *resp, bool
   if (!strcmp(rq->method, "GET") && ci_str_has_prefix(rq->path, "/v1.41/containers/json?")) {
     if (f->counter == 1) {
       reply_json(resp, 500, "{\"message\":\"database is locked\"}");
+      return;
+    }
+    if (f->counter == 2) { /* clean without a run id: one owner alive, one gone */
+      char *body = xasprintf(
+          "[{\"Id\":\"eeeeeeeeeeeeeeee5\",\"Labels\":{\"dev.cirrus.run-id\":\"live\","
+          "\"dev.cirrus.host\":\"%s\",\"dev.cirrus.pid\":\"%s\"}},"
+          "{\"Id\":\"ffffffffffffffff6\",\"Labels\":{\"dev.cirrus.run-id\":\"dead\","
+          "\"dev.cirrus.host\":\"%s\",\"dev.cirrus.pid\":\"%s\"}}]",
+          backend_owner_host(), live_owner, backend_owner_host(), dead_owner);
+      reply_json(resp, 200, body);
+      free(body);
       return;
     }
     reply_json(resp, 200,
@@ -586,6 +602,46 @@ test_clean(void **state)
                              "json?all=1&filters=%7B%22label%22%3A%5B%22dev.cirrus.run-id%22%5D%7D"
                              ": HTTP 500: database is locked");
   call_release(&c);
+
+  /* every run, while one is going on this host: what it owns stays */
+  pid_t live = fork();
+  if (live == 0) {
+    prctl(PR_SET_NAME, "cirrus");
+    for (;;)
+      pause();
+  }
+  pid_t dead = fork();
+  if (dead == 0)
+    _exit(0);
+  waitpid(dead, NULL, 0);
+  snprintf(live_owner, sizeof live_owner, "%d", (int)live);
+  snprintf(dead_owner, sizeof dead_owner, "%d", (int)dead);
+  for (int i = 0; i < 200; i++) { /* the child renames itself */
+    char path[64], comm[32] = "";
+    snprintf(path, sizeof path, "/proc/%d/comm", (int)live);
+    FILE *f = fopen(path, "r");
+    if (f && fgets(comm, sizeof comm, f) && !strcmp(comm, "cirrus\n")) {
+      fclose(f);
+      break;
+    }
+    if (f)
+      fclose(f);
+    usleep(5000);
+  }
+  assert_true(backend_owner_alive(backend_owner_host(), live_owner));
+  assert_false(backend_owner_alive(backend_owner_host(), dead_owner));
+  assert_false(backend_owner_alive("another-host", live_owner));
+  assert_false(backend_owner_alive(backend_owner_host(), backend_owner_pid())); /* ourselves */
+  assert_false(backend_owner_alive(NULL, live_owner));
+  e.f.counter = 2;
+  wait_call(&e, &c, e.b->ops->clean(e.b, NULL, on_line, on_done, &c));
+  assert_int_equal(c.lines.n, 2);
+  assert_string_equal(c.lines.v[0], "container ffffffffffff");
+  assert_string_equal(c.lines.v[1], "volume v1");
+  assert_null(find_req(&e.f, "DELETE", "/v1.41/containers/eeeeeeeeeeeeeeee5?force=1&v=1"));
+  call_release(&c);
+  kill(live, SIGKILL);
+  waitpid(live, NULL, 0);
   env_close(&e);
 }
 
@@ -776,6 +832,10 @@ test_create_and_volumes(void **state)
                       "v1:/work:rw");
   json_t *labels = json_object_get(body, "Labels");
   assert_string_equal(json_string_value(json_object_get(labels, "dev.cirrus.run-id")), "r1");
+  assert_string_equal(json_string_value(json_object_get(labels, BACKEND_LABEL_HOST)),
+                      backend_owner_host());
+  assert_string_equal(json_string_value(json_object_get(labels, BACKEND_LABEL_PID)),
+                      backend_owner_pid());
   assert_string_equal(json_string_value(json_object_get(labels, "dev.cirrus.task")), "t");
   json_decref(body);
 
@@ -808,8 +868,14 @@ test_create_and_volumes(void **state)
   assert_null(c.msg);
   call_release(&c);
   rq = find_req(&e.f, "POST", "/v1.41/volumes/create");
-  assert_string_equal(ci_buf_str(&rq->body),
-                      "{\"Name\":\"v1.cache_x-y\",\"Labels\":{\"dev.cirrus.run-id\":\"r1\"}}");
+  {
+    /* labelled with the run and its owner (this host, this process) */
+    cleanup_free char *want = xasprintf(
+        "{\"Name\":\"v1.cache_x-y\",\"Labels\":{\"dev.cirrus.run-id\":\"r1\","
+        "\"dev.cirrus.host\":\"%s\",\"dev.cirrus.pid\":\"%d\"}}",
+        backend_owner_host(), (int)getpid());
+    assert_string_equal(ci_buf_str(&rq->body), want);
+  }
   /* already gone is fine */
   wait_call(&e, &c, e.b->ops->volume_remove(e.b, "v1", on_done, &c));
   assert_null(c.msg);
