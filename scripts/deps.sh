@@ -1,6 +1,8 @@
 #!/bin/bash
 # Install the Debian 12 packages that cirrus needs, only those missing.
-#   scripts/deps.sh            build dependencies (compiler, cmake, -dev libraries)
+#   scripts/deps.sh            build dependencies (compiler, cmake, -dev libraries) and what
+#                              the built-in runtime runs (slirp4netns: --container-network
+#                              private)
 #   scripts/deps.sh --test     plus what the test suite needs (clang for sanitizers/fuzzing;
 #                              xmllint, graphviz, tmux, zsh, fish, man for the reports,
 #                              graph, interactive-output, completion and man page tests)
@@ -9,7 +11,8 @@ set -euo pipefail
 
 build=(gcc make cmake pkg-config git ca-certificates
        libyaml-dev libjansson-dev libcurl4-openssl-dev libgit2-dev libuv1-dev
-       libpcre2-dev libssl-dev libarchive-dev)
+       libpcre2-dev libssl-dev libarchive-dev
+       slirp4netns)
 test=(clang libclang-rt-14-dev libcmocka-dev python3 libxml2-utils graphviz tmux zsh fish man-db)
 
 want=("${build[@]}")
