@@ -1062,6 +1062,8 @@ exec_start(struct rootless *r, struct rl_container *c, const struct backend_exec
   const char *cwd = spec->cwd ? spec->cwd : ic->working_dir;
   struct argv a;
   argv_begin_in(&a, r, "exec", c);
+  argv_add(&a, "--run-dir");
+  argv_add(&a, c->run_dir);
   if (cwd && *cwd) {
     argv_add(&a, "--cwd");
     argv_add(&a, cwd);
@@ -1679,6 +1681,31 @@ rootless_helper_path(void)
   return NULL;
 }
 
+/*
+ * As root the containers run as a subordinate uid that is "other" to every directory above the
+ * store: each existing ancestor must let others search it, or the layers cannot be mounted.
+ * Say which one, now, rather than "Permission denied" from inside a container.
+ */
+static int
+store_reachable(const char *dir, uint32_t id_shift, struct ci_error **err)
+{
+  cleanup_free char *p = xstrdup(dir);
+  for (char *slash = strrchr(p, '/'); slash; slash = strrchr(p, '/')) {
+    *slash = '\0';
+    const char *anc = *p ? p : "/";
+    struct stat st;
+    if (stat(anc, &st) == 0 && S_ISDIR(st.st_mode) && !(st.st_mode & S_IXOTH))
+      return ci_error_make(err, CI_EUSAGE,
+                           "the image store %s is under %s (mode %04o), which containers cannot "
+                           "enter: they run as uid %u and up, not as root; make it searchable "
+                           "(chmod o+x %s) or set CIRRUS_STORE to another directory",
+                           dir, anc, (unsigned)(st.st_mode & 07777), (unsigned)id_shift, anc);
+    if (!*p)
+      break;
+  }
+  return 0;
+}
+
 int
 rootless_store_open(struct img_store **out, char **dir_out, struct ci_error **err)
 {
@@ -1694,8 +1721,11 @@ rootless_store_open(struct img_store **out, char **dir_out, struct ci_error **er
   }
   /* Root: containers map 0..65535 to a subordinate range, and the layers are owned by it. */
   struct img_store_opts so = {0};
-  if (geteuid() == 0)
+  if (geteuid() == 0) {
     so.id_shift = rt_root_id_base(NULL);
+    if (store_reachable(dir, so.id_shift, err) < 0)
+      return -1;
+  }
   if (img_store_open(dir, &so, out, err) < 0)
     return ci_error_prefix(err, "opening the image store %s", dir);
   if (dir_out)

@@ -14,6 +14,7 @@ N=${2:-10}
 eval "$("$root/scripts/engines.sh")"
 IMAGE=$CIRRUS_TEST_IMAGE
 work=$(mktemp -d)
+chmod 711 "$work" # as root, containers run as a mapped uid that must enter it
 trap 'rm -rf "$work"' EXIT
 
 # time_ms CMD...: run N times, print "min median" in milliseconds.

@@ -39,7 +39,7 @@ for _ in $(seq 200); do [[ -s $tmp/warm.out ]] && break; sleep 0.02; done
 pid=$(awk '{print $2}' "$tmp/warm.out")
 echo "== exec true in a warm container (p50/p99 from $RUNS runs)"
 hyperfine -N -w 50 -r "$RUNS" --export-json "$tmp/exec.json" \
-  "$RT exec --pid $pid --env PATH=/bin -- true" 2>&1 | grep -E 'Time|Range' || true
+  "$RT exec --pid $pid --run-dir $tmp/runs/warm --env PATH=/bin -- true" 2>&1 | grep -E 'Time|Range' || true
 python3 - "$tmp/exec.json" <<'EOF'
 import json, sys
 t = sorted(json.load(open(sys.argv[1]))["results"][0]["times"])
@@ -54,7 +54,7 @@ cat >"$tmp/life.sh" <<EOF
 d=\$(mktemp -d -p "$tmp/runs")
 coproc C { exec "$RT" create --run-dir "\$d" ${layers[*]}; }
 read -r _ p <&\${C[0]}
-"$RT" exec --pid "\$p" -- /bin/true
+"$RT" exec --pid "\$p" --run-dir "\$d" -- /bin/true
 exec {C[1]}>&-
 wait
 EOF

@@ -414,6 +414,9 @@ cli_cmd_run(int argc, char **argv)
   char project[PATH_MAX];
   char uuid[37];
 
+  /* libgit2 parses the system's CA bundle when it starts (5-14 ms here): let that run on the
+   * other core while the configuration is read and the backend opened. */
+  repo_lib_prefetch();
   if (!getcwd(project, sizeof(project))) {
     cli_error("run: cannot get the current directory: %s", strerror(errno));
     goto out;
@@ -440,16 +443,6 @@ cli_cmd_run(int argc, char **argv)
     goto fail;
   if (cli_env_args_resolve(&a.cfg.env, &user, &err) < 0)
     goto fail;
-  run_uuid(uuid);
-  run_env_base(&base, uuid);
-  repo_lib_hold(); /* once for facts, ignore rules and the build context */
-  int failed = repo_env_add(project, &base, &err) < 0 ||
-              build_tars(&g, project, &base, &user, a.dirty, &tars, &err) < 0 ||
-              build_context(&g, project, &tars, &context, &err) < 0;
-  repo_lib_release();
-  if (failed)
-    goto fail;
-
   if (uv_loop_init(&loop) < 0) {
     cli_error("run: cannot create the event loop");
     goto out;
@@ -475,6 +468,16 @@ cli_cmd_run(int argc, char **argv)
     }
     goto fail;
   }
+  run_uuid(uuid);
+  run_env_base(&base, uuid);
+  repo_lib_hold(); /* once for facts, ignore rules and the build context */
+  int failed = repo_env_add(project, &base, &err) < 0 ||
+              build_tars(&g, project, &base, &user, a.dirty, &tars, &err) < 0 ||
+              build_context(&g, project, &tars, &context, &err) < 0;
+  repo_lib_release();
+  if (failed)
+    goto fail;
+
   ci_log_debug("backend: %s", b->description);
 
   o = out_new(mode, stdout, a.parallel, cli_color(stdout), a.verbose);
@@ -545,6 +548,7 @@ cli_cmd_run(int argc, char **argv)
 fail:
   cli_report(&err);
 out:
+  repo_lib_settle();
   if (b) {
     bool closed = false;
     b->ops->close(b, on_backend_closed, &closed);

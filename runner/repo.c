@@ -5,6 +5,7 @@
 #include "common/log.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <git2/sys/repository.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -85,10 +86,43 @@ libgit2_done(int *initialised)
 #define CLEANUP_LIBGIT2                                                                            \
   __attribute__((cleanup(libgit2_done), unused)) int libgit2_ref_ = git_libgit2_init()
 
+static pthread_t prefetch_thread;
+static bool prefetching;
+
+static void *
+prefetch_main(void *arg)
+{
+  (void)arg;
+  git_libgit2_init();
+  return NULL;
+}
+
+void
+repo_lib_prefetch(void)
+{
+  if (!prefetching && pthread_create(&prefetch_thread, NULL, prefetch_main, NULL) == 0)
+    prefetching = true;
+}
+
 void
 repo_lib_hold(void)
 {
+  if (prefetching) {
+    pthread_join(prefetch_thread, NULL);
+    prefetching = false;
+    return;
+  }
   git_libgit2_init();
+}
+
+void
+repo_lib_settle(void)
+{
+  if (prefetching) {
+    pthread_join(prefetch_thread, NULL);
+    prefetching = false;
+    git_libgit2_shutdown();
+  }
 }
 
 void

@@ -116,6 +116,11 @@ int repo_facts_read(const char *dir, struct repo_facts *out, struct ci_error **e
  * initialisation (milliseconds); the calls above initialise it themselves otherwise. */
 void repo_lib_hold(void);
 void repo_lib_release(void);
+/* Start that initialisation on a thread now, to overlap it with other work; the next
+ * repo_lib_hold() waits for it and takes it as its hold.  repo_lib_settle() waits for a
+ * prefetch that no hold took and drops it (call it on every way out). */
+void repo_lib_prefetch(void);
+void repo_lib_settle(void);
 
 /* Free every field and reset f to REPO_FACTS_INIT. */
 void repo_facts_release(struct repo_facts *f);

@@ -395,7 +395,7 @@ run_env(struct state *s, struct ci_strv *out)
 }
 
 static void
-exec_args(struct state *s, struct ci_strv *a, long pid, const char *ppid)
+exec_args(struct state *s, struct ci_strv *a, long pid, const char *run_dir, const char *ppid)
 {
   ci_strv_push(a, "cirrus-runtime");
   ci_strv_push(a, "exec");
@@ -403,6 +403,8 @@ exec_args(struct state *s, struct ci_strv *a, long pid, const char *ppid)
   ci_strv_push(a, ppid);
   ci_strv_push(a, "--pid");
   ci_strv_push_take(a, xasprintf("%ld", pid));
+  ci_strv_push(a, "--run-dir");
+  ci_strv_push(a, run_dir);
   if (s->workdir) {
     ci_strv_push(a, "--cwd");
     ci_strv_push(a, s->workdir);
@@ -463,6 +465,8 @@ do_run(struct state *s, const struct bld_instr *in, struct ci_error **err)
     ci_strv_push(&a, ppid);
     ci_strv_push(&a, "--pid");
     ci_strv_push_take(&a, xasprintf("%ld", c.pid));
+    ci_strv_push(&a, "--run-dir");
+    ci_strv_push(&a, c.run_dir);
     ci_strv_push(&a, "--");
     ci_strv_push(&a, "mkdir");
     ci_strv_push(&a, "-p");
@@ -478,7 +482,7 @@ do_run(struct state *s, const struct bld_instr *in, struct ci_error **err)
     }
   }
   struct ci_strv a = CI_STRV_INIT;
-  exec_args(s, &a, c.pid, ppid);
+  exec_args(s, &a, c.pid, c.run_dir, ppid);
   if (in->json) {
     for (size_t i = 0; i < in->argv.n; i++)
       ci_strv_push(&a, in->argv.v[i]);

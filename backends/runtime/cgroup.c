@@ -136,46 +136,6 @@ rt__cgroup_attach(const struct rt__cgroup *cg, pid_t pid, struct ci_error **err)
 }
 
 void
-rt__cgroup_join_of(pid_t pid)
-{
-  char p[64];
-  snprintf(p, sizeof p, "/proc/%d/cgroup", (int)pid);
-  cleanup_free char *text = NULL;
-  size_t len;
-  struct ci_error *e = NULL;
-  if (ci_read_file(p, 65536, &text, &len, &e) < 0) {
-    ci_error_free(&e);
-    return;
-  }
-  char self[32];
-  snprintf(self, sizeof self, "%d", (int)getpid());
-  bool v2 = is_v2();
-  /* Lines: "ID:CONTROLLERS:PATH". */
-  for (char *line = text; line && *line;) {
-    char *nl = strchr(line, '\n');
-    if (nl)
-      *nl = '\0';
-    char *c1 = strchr(line, ':');
-    char *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
-    if (c2 && strstr(c2 + 1, "/cirrus-rt-") && !strstr(c2 + 1, "..")) {
-      char dir[600];
-      *c2 = '\0';
-      const char *ctrl = c1 + 1;
-      if (v2)
-        snprintf(dir, sizeof dir, CG_ROOT "%s", c2 + 1);
-      else if (!strcmp(ctrl, "memory") || !strcmp(ctrl, "cpu") || !strcmp(ctrl, "cpu,cpuacct"))
-        snprintf(dir, sizeof dir, CG_ROOT "/%s%s", !strcmp(ctrl, "memory") ? "memory" : "cpu",
-                 c2 + 1);
-      else
-        dir[0] = '\0';
-      if (dir[0])
-        write_str(dir, "cgroup.procs", self);
-    }
-    line = nl ? nl + 1 : NULL;
-  }
-}
-
-void
 rt__cgroup_remove(struct rt__cgroup *cg)
 {
   for (unsigned i = 0; i < cg->n; i++) {

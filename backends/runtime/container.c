@@ -5,7 +5,8 @@
  * container's user and network namespaces, net.c), writes its id maps, and releases it
  * over a socketpair (with idmapped bind mounts attached when running as root).  The init builds
  * the root file system (overlay, /proc, /sys, /dev, /tmp, the asked mounts), pivots into it,
- * reports "ready" (or an error message) over a pipe and then idles as pid 1, reaping orphans.
+ * reports "ready" (or an error message) over a pipe and then serves execs as pid 1, reaping
+ * orphans (init_loop; the exec protocol is in exec.c).
  */
 #include "runtime.h"
 #include "internal.h"
@@ -28,6 +29,7 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <grp.h>
 #include <unistd.h>
@@ -51,6 +53,7 @@ struct child {
   int msg_fd;  /* pipe: "R" when ready, "E<message>" on failure */
   int *src_fds; /* per mount: O_PATH of the host source, or -1 */
   int *tree_fds; /* per mount: an idmapped detached tree from the monitor, or -1 */
+  int listen_fd; /* the exec socket (RT__EXEC_SOCK in the run dir) */
 };
 
 static void __attribute__((noreturn, format(printf, 2, 3)))
@@ -432,6 +435,136 @@ child_wait_go(struct child *c)
   }
 }
 
+/* The exec socket, made in the run dir while the host's tree is still in view. */
+static void
+listen_exec(struct child *c)
+{
+  c->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (c->listen_fd < 0)
+    child_fail(c, "cannot make the exec socket");
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  memcpy(sa.sun_path, RT__EXEC_SOCK, sizeof RT__EXEC_SOCK);
+  /* relative to the run dir: its path may be longer than sun_path */
+  if (chdir(c->o->run_dir) < 0)
+    child_fail(c, "cannot enter %s", c->o->run_dir);
+  if (bind(c->listen_fd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(c->listen_fd, 64) < 0)
+    child_fail(c, "cannot listen on %s/" RT__EXEC_SOCK, c->o->run_dir);
+  if (chdir("/") < 0)
+    child_fail(c, "cannot enter /");
+}
+
+/*
+ * pid 1: serve execs and reap orphans.  Each connection to the exec socket gets a child that
+ * becomes the process (rt__exec_session); its wait status goes back on the connection.  A
+ * connection whose client shut down or went away has its process group killed.  Execs wait
+ * until the monitor says 'C' (the init is in the container's cgroups, so what it forks is too),
+ * which the monitor sends after "ready" so that the cgroup attach overlaps the caller's copy.
+ * Every fd here is CLOEXEC: none reaches a process.
+ */
+struct served {
+  pid_t pid;
+  int conn;
+  bool killed; /* the client shut down: the group is killed, the status still goes back */
+};
+
+/* Close every fd from 3 up but a and b. */
+static void
+close_all_but(int a, int b)
+{
+  int lo = a < b ? a : b, hi = a < b ? b : a;
+  if (lo > 3)
+    close_range(3, (unsigned)lo - 1, 0);
+  if (hi > lo + 1)
+    close_range((unsigned)lo + 1, (unsigned)hi - 1, 0);
+  close_range((unsigned)hi + 1, ~0U, 0);
+}
+
+static void __attribute__((noreturn))
+init_loop(struct child *c)
+{
+  int lfd = c->listen_fd, sfd = c->sync_fd;
+  bool single = c->m->mode == RT_IDMAP_SINGLE, open_for_exec = false;
+  close_all_but(lfd, sfd);
+  sigset_t chld;
+  sigemptyset(&chld);
+  sigaddset(&chld, SIGCHLD);
+  int sigfd = signalfd(-1, &chld, SFD_CLOEXEC);
+  if (sigfd < 0)
+    _exit(1);
+  struct served *sv = NULL;
+  size_t n = 0, alloc = 0;
+  struct pollfd *pf = NULL;
+  size_t pf_alloc = 0;
+  for (;;) {
+    CI_GROW(pf, pf_alloc, n + 3);
+    pf[0] = (struct pollfd){sigfd, POLLIN, 0};
+    pf[1] = (struct pollfd){sfd, POLLIN, 0};
+    pf[2] = (struct pollfd){open_for_exec ? lfd : -1, POLLIN, 0};
+    for (size_t i = 0; i < n; i++)
+      pf[3 + i] = (struct pollfd){sv[i].killed ? -1 : sv[i].conn, POLLRDHUP, 0};
+    if (poll(pf, n + 3, -1) < 0)
+      continue;
+    for (size_t i = 0; i < n; i++) {
+      if (pf[3 + i].revents & (POLLRDHUP | POLLHUP | POLLERR)) {
+        kill(-sv[i].pid, SIGKILL);
+        sv[i].killed = true;
+      }
+    }
+    if (pf[0].revents) {
+      struct signalfd_siginfo si;
+      if (read(sigfd, &si, sizeof si) < 0) {
+        /* EINTR or nothing: reap anyway */
+      }
+      int st;
+      pid_t p;
+      while ((p = waitpid(-1, &st, WNOHANG)) > 0) {
+        for (size_t i = 0; i < n; i++) {
+          if (sv[i].pid != p)
+            continue;
+          char line[32];
+          int ll = snprintf(line, sizeof line, "X %d\n", st);
+          if (send(sv[i].conn, line, (size_t)ll, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
+            /* the client is gone */
+          }
+          close(sv[i].conn);
+          sv[i] = sv[--n];
+          break;
+        }
+      }
+    }
+    if (pf[1].revents) {
+      char b = 0;
+      ssize_t r = read(sfd, &b, 1);
+      if (r == 1 && b == 'C') {
+        open_for_exec = true;
+      } else if (r == 0 || (r < 0 && errno != EINTR)) {
+        close(sfd); /* the monitor is done with us (or gone: PDEATHSIG follows) */
+        sfd = -1;
+      }
+    }
+    if (pf[2].revents & POLLIN) {
+      int conn = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+      if (conn < 0)
+        continue;
+      pid_t p = fork();
+      if (p == 0)
+        rt__exec_session(conn, single);
+      if (p < 0) {
+        char line[96];
+        int ll = snprintf(line, sizeof line, "F 1 cannot fork: %s\n", strerror(errno));
+        if (send(conn, line, (size_t)ll, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
+          /* the client is gone */
+        }
+        close(conn);
+        continue;
+      }
+      setpgid(p, p); /* now, so that a kill right away reaches it (the child does it too) */
+      CI_GROW(sv, alloc, n + 1);
+      sv[n++] = (struct served){p, conn, false};
+    }
+  }
+}
+
 static void __attribute__((noreturn))
 child_main(struct child *c)
 {
@@ -451,6 +584,7 @@ child_main(struct child *c)
   char merged[4200];
   snprintf(merged, sizeof merged, "%s/merged", o->run_dir);
   mount_overlay(c, merged);
+  listen_exec(c);
   int rootfd = open(merged, O_PATH | O_DIRECTORY | O_CLOEXEC);
   if (rootfd < 0)
     child_fail(c, "cannot open %s", merged);
@@ -502,17 +636,7 @@ child_main(struct child *c)
   }
   if (write(c->msg_fd, "R", 1) != 1)
     _exit(1);
-  /* pid 1: idle and reap.  Everything else is closed. */
-  close_range(3, ~0U, 0);
-  sigset_t chld;
-  sigemptyset(&chld);
-  sigaddset(&chld, SIGCHLD);
-  for (;;) {
-    siginfo_t si;
-    sigwaitinfo(&chld, &si);
-    while (waitpid(-1, NULL, WNOHANG) > 0) {
-    }
-  }
+  init_loop(c);
 }
 
 /* ---------------------------------------------------------------- the monitor's side */
@@ -756,15 +880,13 @@ rt_create(const struct rt_create_opts *o, int ready_fd, int stop_fd, struct ci_e
   sigaddset(&set, SIGHUP);
   sigaddset(&set, SIGCHLD);
   sigprocmask(SIG_BLOCK, &set, &old);
-  struct child c = {o, &m, sp[1], mp[1], src_fds, tree_fds};
+  struct child c = {o, &m, sp[1], mp[1], src_fds, tree_fds, -1};
   pid = spawn_init(&c, sp, mp, err);
   if (pid < 0)
     goto out;
   if (!o->netns_of && rt_idmap_apply(&m, pid, err) < 0)
     goto out;
   if (rt__net_start(&net, o, dirfd, pid, err) < 0)
-    goto out;
-  if (cg.n && rt__cgroup_attach(&cg, pid, err) < 0)
     goto out;
   char path[64];
   snprintf(path, sizeof path, "/proc/%d/ns/user", (int)pid);
@@ -784,8 +906,6 @@ rt_create(const struct rt_create_opts *o, int ready_fd, int stop_fd, struct ci_e
     goto out;
   close(mp[0]);
   mp[0] = -1;
-  close(sp[0]);
-  sp[0] = -1;
   close_all(src_fds, nm);
   if (rt__net_wait(&net, dirfd, err) < 0)
     goto out;
@@ -801,6 +921,22 @@ rt_create(const struct rt_create_opts *o, int ready_fd, int stop_fd, struct ci_e
     dup2(null, ready_fd);
     close(null);
   }
+  /* Into the cgroups now (a v1 attach waits ~15 ms for RCU), while the caller copies the
+   * project in; the init serves execs only after 'C'. */
+  struct ci_error *cg_err = NULL;
+  if (cg.n && rt__cgroup_attach(&cg, pid, &cg_err) < 0) {
+    if (o->warn) {
+      char msg[600];
+      snprintf(msg, sizeof msg, "warning: limits not applied: %s", cg_err->msg);
+      o->warn(msg, o->warn_data);
+    }
+    ci_error_free(&cg_err);
+  }
+  if (write(sp[0], "C", 1) != 1) {
+    /* the init died: the loop below sees it */
+  }
+  close(sp[0]);
+  sp[0] = -1;
 
   sigfd = signalfd(-1, &set, SFD_CLOEXEC);
   bool init_gone = false;

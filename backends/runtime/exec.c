@@ -1,18 +1,38 @@
-/* backends/runtime/exec.c - join a container and run a process in it (the hot path). */
+/* backends/runtime/exec.c - run a process in a container (the hot path), and join one.
+ *
+ * An exec does not join the container: the container's init serves execs on a unix socket in
+ * the run dir (RT__EXEC_SOCK).  `cirrus-runtime exec` connects, checks that the listener is
+ * the container's init (SO_PEERCRED), sends the request with its stdout and stderr
+ * (SCM_RIGHTS) and waits for the reply.  The init forks a child per connection, already in
+ * every namespace and cgroup of the container, which reads the request, switches user and
+ * execs the process (rt__exec_session): no process of ours stands between the init and the
+ * step, as with an engine's exec.  Joining (setns, and as root a cgroup v1 attach that waits
+ * for an RCU grace period, ~15 ms here) is left to the file operations, which need host files.
+ *
+ * Request: a 4-byte length (host order) sent with the two fds, then that many bytes of
+ * NUL-terminated tagged strings: 'C' cwd, 'U' user, 'E' an environment entry, 'A' an argv
+ * element, in order.  The client shuts its writing side down to have the process group killed
+ * (SIGTERM, SIGINT, SIGHUP to the client); a closed connection does the same.  Replies, one
+ * line each: "F <exit code> <message>" when the process could not be started, then from the
+ * init "X <wait status>" when it ended. */
 #include "runtime.h"
 #include "internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <linux/close_range.h>
@@ -62,28 +82,18 @@ rt__join(pid_t pid, bool with_pid, struct ci_error **err)
   return 0;
 }
 
-static pid_t step_pid;
-
-static void
-on_stop_signal(int sig)
-{
-  (void)sig;
-  if (step_pid > 0)
-    kill(-step_pid, SIGKILL);
-}
-
-/* The child's failure report: "CODE message". */
+/* A failure before execve, to the client: "F CODE message"; then exit with CODE. */
 static void __attribute__((noreturn))
 child_report(int fd, int code, const char *msg, const char *arg, int e)
 {
   char buf[1024];
   int n;
   if (e)
-    n = snprintf(buf, sizeof buf, "%d %s%s: %s", code, arg, msg, strerror(e));
+    n = snprintf(buf, sizeof buf, "F %d %s%s: %s\n", code, arg, msg, strerror(e));
   else
-    n = snprintf(buf, sizeof buf, "%d %s%s", code, arg, msg);
-  if (n > 0 && write(fd, buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1) < 0) {
-    /* nothing to do */
+    n = snprintf(buf, sizeof buf, "F %d %s%s\n", code, arg, msg);
+  if (n > 0 && send(fd, buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1, MSG_NOSIGNAL) < 0) {
+    /* the client is gone */
   }
   _exit(code);
 }
@@ -187,95 +197,209 @@ read_text(const char *path, char **out)
   return r;
 }
 
+/* ---------------------------------------------------------------- the session (in the init) */
+
+#define REQUEST_MAX ((size_t)8 << 20)
+
+static bool
+read_full(int fd, void *buf, size_t len)
+{
+  char *p = buf;
+  while (len) {
+    ssize_t n = read(fd, p, len);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      return false;
+    p += n;
+    len -= (size_t)n;
+  }
+  return true;
+}
+
+/* Receive the request: the length and the client's stdout/stderr, then the strings. */
+static bool
+recv_request(int conn, struct rt_exec_opts *o, int fds[2])
+{
+  uint32_t len = 0;
+  char cbuf[CMSG_SPACE(sizeof(int) * 2)];
+  struct iovec iov = {&len, sizeof len};
+  struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
+                      .msg_controllen = sizeof cbuf};
+  ssize_t r;
+  do
+    r = recvmsg(conn, &mh, MSG_CMSG_CLOEXEC | MSG_WAITALL);
+  while (r < 0 && errno == EINTR);
+  struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+  if (r != sizeof len || !cm || cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS ||
+      cm->cmsg_len != CMSG_LEN(sizeof(int) * 2) || len == 0 || len > REQUEST_MAX)
+    return false;
+  memcpy(fds, CMSG_DATA(cm), sizeof(int) * 2);
+  cleanup_free char *buf = xmalloc(len);
+  if (!read_full(conn, buf, len) || buf[len - 1] != '\0')
+    return false;
+  for (const char *p = buf; p < buf + len; p += strlen(p) + 1) {
+    switch (p[0]) {
+    case 'C':
+      free(o->cwd);
+      o->cwd = xstrdup(p + 1);
+      break;
+    case 'U':
+      free(o->user);
+      o->user = xstrdup(p + 1);
+      break;
+    case 'E':
+      ci_strv_push(&o->env, p + 1);
+      break;
+    case 'A':
+      ci_strv_push(&o->argv, p + 1);
+      break;
+    default:
+      return false;
+    }
+  }
+  return o->argv.n > 0;
+}
+
+void
+rt__exec_session(int conn, bool single)
+{
+  struct rt_exec_opts o = {0};
+  int fds[2] = {-1, -1};
+  if (!recv_request(conn, &o, fds))
+    child_report(conn, 1, "malformed exec request", "", 0);
+  struct rt_user u = {0};
+  if (o.user && strcmp(o.user, "root") && strcmp(o.user, "0") && strcmp(o.user, "0:0")) {
+    cleanup_free char *passwd = NULL, *group = NULL;
+    struct ci_error *err = NULL;
+    read_text("/etc/passwd", &passwd);
+    read_text("/etc/group", &group);
+    if (rt_user_resolve(o.user, passwd, group, &u, &err) < 0)
+      child_report(conn, 1, err->msg, "", 0);
+  }
+  if (dup2(fds[0], 1) < 0 || dup2(fds[1], 2) < 0)
+    child_report(conn, 1, "cannot set up the output", "", errno);
+  exec_child(&o, &u, single, conn);
+}
+
+/* ---------------------------------------------------------------- the client */
+
+static int client_conn = -1;
+
+static void
+on_stop_signal(int sig)
+{
+  (void)sig;
+  if (client_conn >= 0)
+    shutdown(client_conn, SHUT_WR); /* the init kills the process group */
+}
+
+static void
+add_tagged(struct ci_buf *b, char tag, const char *s)
+{
+  ci_buf_addc(b, tag);
+  ci_buf_adds(b, s);
+  ci_buf_addc(b, '\0');
+}
+
 int
 rt_exec(const struct rt_exec_opts *o, int *status, int *exit_code, struct ci_error **err)
 {
   *exit_code = 1;
-  bool root = geteuid() == 0;
-  bool single = false;
-  if (root)
-    rt__cgroup_join_of(o->pid);
-  else {
-    /* Single mapping: setgroups is denied in the container's namespace. */
-    char p[64], buf[8] = "";
-    snprintf(p, sizeof p, "/proc/%d/setgroups", (int)o->pid);
-    int fd = open(p, O_RDONLY | O_CLOEXEC);
-    if (fd >= 0) {
-      single = read(fd, buf, sizeof buf - 1) >= 4 && !strncmp(buf, "deny", 4);
-      close(fd);
-    }
-  }
-  if (rt__join(o->pid, true, err) < 0)
-    return -1;
-  struct rt_user u = {0};
-  if (!o->user || !strcmp(o->user, "root") || !strcmp(o->user, "0") ||
-      !strcmp(o->user, "0:0")) {
-    /* root: no need to read the password database */
-  } else {
-    cleanup_free char *passwd = NULL, *group = NULL;
-    read_text("/etc/passwd", &passwd);
-    read_text("/etc/group", &group);
-    if (rt_user_resolve(o->user, passwd, group, &u, err) < 0)
-      return -1;
-  }
-  int rp[2];
-  if (pipe2(rp, O_CLOEXEC) < 0) {
-    rt_user_release(&u);
-    return ci_error_make(err, -errno, "cannot make a pipe: %s", strerror(errno));
-  }
-  struct sigaction sa = {.sa_handler = on_stop_signal};
-  sigemptyset(&sa.sa_mask);
-  sigset_t block, old;
-  sigemptyset(&block);
-  sigaddset(&block, SIGTERM);
-  sigaddset(&block, SIGINT);
-  sigaddset(&block, SIGHUP);
-  sigprocmask(SIG_BLOCK, &block, &old);
-  pid_t c = fork();
-  if (c < 0) {
+  cleanup_close int dirfd = open(o->run_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (dirfd < 0)
+    return ci_error_make(err, -errno, "no container in %s: %s", o->run_dir, strerror(errno));
+  /* Through /proc/self/fd: a run dir path of any length fits in sun_path. */
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  snprintf(sa.sun_path, sizeof sa.sun_path, "/proc/self/fd/%d/" RT__EXEC_SOCK, dirfd);
+  int conn = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (conn < 0)
+    return ci_error_make(err, -errno, "socket: %s", strerror(errno));
+  if (connect(conn, (struct sockaddr *)&sa, sizeof sa) < 0) {
     int e = errno;
-    close(rp[0]);
-    close(rp[1]);
-    rt_user_release(&u);
-    sigprocmask(SIG_SETMASK, &old, NULL);
-    return ci_error_make(err, -e, "cannot fork: %s", strerror(e));
+    close(conn);
+    return ci_error_make(err, -e, "the container of %s does not answer: %s", o->run_dir,
+                         strerror(e));
   }
-  if (c == 0) {
-    close(rp[0]);
-    exec_child(o, &u, single, rp[1]);
+  /* The listener must be that container's init, not whatever else is bound there. */
+  struct ucred cr;
+  socklen_t cl = sizeof cr;
+  if (getsockopt(conn, SOL_SOCKET, SO_PEERCRED, &cr, &cl) < 0 || (o->pid && cr.pid != o->pid)) {
+    close(conn);
+    return ci_error_make(err, CI_EFAIL, "the exec socket of %s is not served by pid %d",
+                         o->run_dir, (int)o->pid);
   }
-  close(rp[1]);
-  rt_user_release(&u);
-  setpgid(c, c);
-  step_pid = c;
-  sigaction(SIGTERM, &sa, NULL);
-  sigaction(SIGINT, &sa, NULL);
-  sigaction(SIGHUP, &sa, NULL);
-  sigprocmask(SIG_SETMASK, &old, NULL);
-  char buf[1100];
-  size_t len = 0;
+  struct ci_buf b = CI_BUF_INIT;
+  if (o->cwd)
+    add_tagged(&b, 'C', o->cwd);
+  if (o->user)
+    add_tagged(&b, 'U', o->user);
+  for (size_t i = 0; i < o->env.n; i++)
+    add_tagged(&b, 'E', o->env.v[i]);
+  for (size_t i = 0; i < o->argv.n; i++)
+    add_tagged(&b, 'A', o->argv.v[i]);
+  uint32_t len = (uint32_t)b.len;
+  int fds[2] = {1, 2};
+  char cbuf[CMSG_SPACE(sizeof fds)];
+  memset(cbuf, 0, sizeof cbuf);
+  struct iovec iov = {&len, sizeof len};
+  struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
+                      .msg_controllen = sizeof cbuf};
+  struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+  cm->cmsg_level = SOL_SOCKET;
+  cm->cmsg_type = SCM_RIGHTS;
+  cm->cmsg_len = CMSG_LEN(sizeof fds);
+  memcpy(CMSG_DATA(cm), fds, sizeof fds);
+  bool sent = b.len <= REQUEST_MAX && sendmsg(conn, &mh, MSG_NOSIGNAL) == sizeof len;
+  for (size_t off = 0; sent && off < b.len;) {
+    ssize_t n = send(conn, b.s + off, b.len - off, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      sent = false;
+    else
+      off += (size_t)n;
+  }
+  ci_buf_release(&b);
+  if (!sent) {
+    int e = errno;
+    close(conn);
+    return ci_error_make(err, -e, "cannot send the exec request: %s",
+                         len > REQUEST_MAX ? "too large" : strerror(e));
+  }
+  /* SIGTERM/SIGINT/SIGHUP: the init kills the process group; we report how it ended. */
+  client_conn = conn;
+  struct sigaction sa_stop = {.sa_handler = on_stop_signal};
+  sigemptyset(&sa_stop.sa_mask);
+  sigaction(SIGTERM, &sa_stop, NULL);
+  sigaction(SIGINT, &sa_stop, NULL);
+  sigaction(SIGHUP, &sa_stop, NULL);
+  char reply[1200];
+  size_t rl = 0;
   for (;;) {
-    ssize_t n = read(rp[0], buf + len, sizeof buf - 1 - len);
+    ssize_t n = read(conn, reply + rl, sizeof reply - 1 - rl);
     if (n < 0 && errno == EINTR)
       continue;
     if (n <= 0)
       break;
-    len += (size_t)n;
-    if (len == sizeof buf - 1)
+    rl += (size_t)n;
+    if (rl == sizeof reply - 1)
       break;
   }
-  close(rp[0]);
-  buf[len] = '\0';
-  int st;
-  while (waitpid(c, &st, 0) < 0)
-    if (errno != EINTR)
-      return ci_error_make(err, -errno, "cannot wait for the process: %s", strerror(errno));
-  step_pid = 0;
-  if (len) {
-    char *sp = strchr(buf, ' ');
-    *exit_code = atoi(buf);
-    return ci_error_make(err, CI_EFAIL, "%s", sp ? sp + 1 : buf);
+  client_conn = -1;
+  close(conn);
+  reply[rl] = '\0';
+  char *nl = strchr(reply, '\n');
+  if (nl)
+    *nl = '\0';
+  if (rl > 2 && reply[0] == 'X') {
+    *status = atoi(reply + 2);
+    return 0;
   }
-  *status = st;
-  return 0;
+  if (rl > 2 && reply[0] == 'F') {
+    char *sp = strchr(reply + 2, ' ');
+    *exit_code = atoi(reply + 2);
+    return ci_error_make(err, CI_EFAIL, "%s", sp ? sp + 1 : "");
+  }
+  return ci_error_make(err, CI_EFAIL, "the container of %s went away", o->run_dir);
 }

@@ -11,6 +11,12 @@
  * chroot to its root and become root (0:0) inside.  Single-threaded callers only. */
 int rt__join(pid_t pid, bool with_pid, struct ci_error **err);
 
+/* The init's exec socket, in the run dir. */
+#define RT__EXEC_SOCK "exec.sock"
+/* Serve one exec request on conn (a connection to the init's exec socket) in a process forked
+ * by the init: fork the process, wait, reply; see exec.c.  single: a single id mapping. */
+void rt__exec_session(int conn, bool single) __attribute__((noreturn));
+
 /* cgroups (root only): one per controller, named after the run dir. */
 struct rt__cgroup {
   char *dirs[3]; /* owned: created cgroup directories */
@@ -21,8 +27,6 @@ struct rt__cgroup {
 int rt__cgroup_setup(const char *name, uint64_t memory_mb, double cpus, struct rt__cgroup *cg,
                      struct ci_error **err);
 int rt__cgroup_attach(const struct rt__cgroup *cg, pid_t pid, struct ci_error **err);
-/* Join the cirrus cgroups that pid is in (exec as root). */
-void rt__cgroup_join_of(pid_t pid);
 void rt__cgroup_remove(struct rt__cgroup *cg);
 /* Remove the cgroups a killed monitor left for run dir name (gc). */
 void rt__cgroup_remove_stale(const char *name);

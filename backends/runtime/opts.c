@@ -223,7 +223,7 @@ rt_exec_opts_parse(int argc, char **argv, struct rt_exec_opts *o, struct ci_erro
       break;
     }
     if (strcmp(a, "--pid") && strcmp(a, "--cwd") && strcmp(a, "--user") && strcmp(a, "--env") &&
-        strcmp(a, "--ppid")) {
+        strcmp(a, "--ppid") && strcmp(a, "--run-dir")) {
       ci_error_make(err, CI_EUSAGE, "exec: unknown argument '%s' (the command follows --)", a);
       goto fail;
     }
@@ -235,6 +235,13 @@ rt_exec_opts_parse(int argc, char **argv, struct rt_exec_opts *o, struct ci_erro
     } else if (!strcmp(a, "--ppid")) {
       if (parse_pid(a, v, &o->ppid, err) < 0)
         goto fail;
+    } else if (!strcmp(a, "--run-dir")) {
+      if (v[0] != '/') {
+        ci_error_make(err, CI_EUSAGE, "--run-dir: '%s' is not absolute", v);
+        goto fail;
+      }
+      free(o->run_dir);
+      o->run_dir = xstrdup(v);
     } else if (!strcmp(a, "--cwd")) {
       if (v[0] != '/') {
         ci_error_make(err, CI_EUSAGE, "--cwd: '%s' is not absolute", v);
@@ -259,8 +266,8 @@ rt_exec_opts_parse(int argc, char **argv, struct rt_exec_opts *o, struct ci_erro
   /* NULL after the last element (not counted): argv.v can go to execve as it is. */
   CI_GROW(o->argv.v, o->argv.alloc, o->argv.n + 1);
   o->argv.v[o->argv.n] = NULL;
-  if (!o->pid) {
-    ci_error_make(err, CI_EUSAGE, "exec: --pid is required");
+  if (!o->run_dir) {
+    ci_error_make(err, CI_EUSAGE, "exec: --run-dir is required");
     goto fail;
   }
   if (o->argv.n == 0 || !o->argv.v[0][0]) {
@@ -276,6 +283,7 @@ fail:
 void
 rt_exec_opts_release(struct rt_exec_opts *o)
 {
+  free(o->run_dir);
   free(o->cwd);
   free(o->user);
   ci_strv_release(&o->env);

@@ -127,7 +127,8 @@ struct rt_create_opts {
 };
 
 struct rt_exec_opts {
-  pid_t pid;           /* the container's init as the host sees it */
+  char *run_dir;       /* owned: the container's run dir (its exec socket) */
+  pid_t pid;           /* the container's init as the host sees it; 0 = not checked */
   char *cwd;           /* owned; NULL = "/" */
   char *user;          /* owned; NULL = root */
   struct ci_strv env;  /* exactly the process environment */

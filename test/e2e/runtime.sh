@@ -117,7 +117,7 @@ stop_container() {
   wait "$monitor_pid" 2>/dev/null
 }
 
-X() { run "$RT" exec --pid "$pid" --env PATH=/usr/sbin:/usr/bin:/sbin:/bin "$@"; }
+X() { run "$RT" exec --pid "$pid" --run-dir "$rdir" --env PATH=/usr/sbin:/usr/bin:/sbin:/bin "$@"; }
 
 # Wait status of a command: "exit N" or "signal S" (bash folds both into $?).
 status_of() { perl -e 'system(@ARGV); my $s = $?; print(($s & 127) ? "signal " . ($s & 127) : "exit " . ($s >> 8))' -- "$@"; }
@@ -132,9 +132,9 @@ checks=$((checks + 1)); [[ $out == hi ]] || fail "echo: stdout is not exactly hi
 X -- sh -c 'exit 3'
 expect_rc 3 "exit 3"
 checks=$((checks + 1))
-st=$(status_of "$RT" exec --pid "$pid" -- /bin/sh -c 'kill -9 $$')
+st=$(status_of "$RT" exec --pid "$pid" --run-dir "$rdir" -- /bin/sh -c 'kill -9 $$')
 [[ $st == "signal 9" ]] || fail "kill -9 in the step: helper ended with '$st', not signal 9"
-st=$(status_of "$RT" exec --pid "$pid" -- /bin/sh -c 'exit 7')
+st=$(status_of "$RT" exec --pid "$pid" --run-dir "$rdir" -- /bin/sh -c 'exit 7')
 checks=$((checks + 1)); [[ $st == "exit 7" ]] || fail "exit 7 seen as '$st'"
 X -- no-such-command
 expect_rc 127 "missing command"
@@ -143,10 +143,10 @@ X -- /etc/passwd
 expect_rc 126 "not executable"
 
 # stdin is /dev/null; only fds 0-2 reach the step (ls's own directory fd aside).
-run "$RT" exec --pid "$pid" -- sh -c 'cat; ls /proc/self/fd' <<<"data on the helper's stdin" 5</dev/null
+run "$RT" exec --pid "$pid" --run-dir "$rdir" -- sh -c 'cat; ls /proc/self/fd' <<<"data on the helper's stdin" 5</dev/null
 checks=$((checks + 1)); [[ $out == $'0\n1\n2\n3' ]] || fail "stdin or fds of the step: '$out'"
 # SIGTERM to the helper: the step's process group is killed and the helper dies of SIGKILL.
-"$RT" exec --pid "$pid" -- sh -c 'sleep 100 & sleep 100' &
+"$RT" exec --pid "$pid" --run-dir "$rdir" -- sh -c 'sleep 100 & sleep 100' &
 helper=$!
 sleep 0.3
 kill -TERM $helper
@@ -155,11 +155,11 @@ rc=$?
 checks=$((checks + 1)); [[ $rc == 137 ]] || fail "SIGTERM to exec: status $rc, expected 137 (SIGKILL)"
 X -- sh -c 'ps -o comm | grep -c sleep'
 checks=$((checks + 1)); [[ $out == 0 ]] || fail "SIGTERM to exec left sleeps: $out"
-run "$RT" exec --pid "$pid" --env A=1 --env "B=two words" --env PATH=/bin:/usr/bin -- env
+run "$RT" exec --pid "$pid" --run-dir "$rdir" --env A=1 --env "B=two words" --env PATH=/bin:/usr/bin -- env
 expect_rc 0 "env"
 checks=$((checks + 1))
 [[ $(sort <<<"$out") == $'A=1\nB=two words\nPATH=/bin:/usr/bin' ]] || fail "env is not exactly the given list"
-run "$RT" exec --pid "$pid" -- pwd
+run "$RT" exec --pid "$pid" --run-dir "$rdir" -- pwd
 checks=$((checks + 1)); [[ $out == / ]] || fail "default cwd is not /"
 X --cwd /tmp -- pwd
 checks=$((checks + 1)); [[ $out == /tmp ]] || fail "--cwd /tmp: got '$out'"
@@ -319,10 +319,10 @@ checks=$((checks + 1))
 checks=$((checks + 1))
 [[ $(readlink "/proc/$pid/ns/pid") != "$(readlink "/proc/$n1/ns/pid")" ]] || fail "--netns-of: the same pid namespace"
 checks=$((checks + 1)); [[ -z $(pgrep -P "$monitor_pid" -x slirp4netns) ]] || fail "--netns-of started a slirp4netns"
-"$RT" exec --pid "$pid" -- nc -l -p 8080 -e echo from-n2 &
+"$RT" exec --pid "$pid" --run-dir "$rdir" -- nc -l -p 8080 -e echo from-n2 &
 listener=$!
 for _ in $(seq 50); do X -- sh -c 'grep -q ":1F90 " /proc/net/tcp' && break; sleep 0.05; done
-run "$RT" exec --pid "$n1" -- nc 127.0.0.1 8080
+run "$RT" exec --pid "$n1" --run-dir "$n1_rdir" -- nc 127.0.0.1 8080
 checks=$((checks + 1)); [[ $out == from-n2 ]] || fail "--netns-of: n2's port on n1's localhost: '$out' ($err)"
 wait $listener 2>/dev/null
 stop_container

@@ -321,11 +321,12 @@ test_exec_opts(void **state)
   (void)state;
   struct rt_exec_opts o;
   struct ci_error *err = NULL;
-  assert_int_equal(PARSE(rt_exec_opts_parse, &o, &err, "--pid", "12", "--cwd", "/w", "--user",
-                         "1000:1000", "--env", "A=1", "--env", "B=x=y", "--ppid", "3", "--",
-                         "sh", "-c", "--env"),
+  assert_int_equal(PARSE(rt_exec_opts_parse, &o, &err, "--pid", "12", "--run-dir", "/r/c1",
+                         "--cwd", "/w", "--user", "1000:1000", "--env", "A=1", "--env", "B=x=y",
+                         "--ppid", "3", "--", "sh", "-c", "--env"),
                    0);
   assert_int_equal(o.pid, 12);
+  assert_string_equal(o.run_dir, "/r/c1");
   assert_string_equal(o.cwd, "/w");
   assert_string_equal(o.user, "1000:1000");
   assert_int_equal(o.env.n, 2);
@@ -333,20 +334,27 @@ test_exec_opts(void **state)
   assert_int_equal(o.argv.n, 3);
   assert_string_equal(o.argv.v[2], "--env"); /* after --, nothing is an option */
   rt_exec_opts_release(&o);
-  assert_true(PARSE(rt_exec_opts_parse, &o, &err, "--pid", "12", "--") < 0);
+  /* --pid is optional (a check of the socket's listener); the run dir is not */
+  assert_int_equal(PARSE(rt_exec_opts_parse, &o, &err, "--run-dir", "/r/c1", "--", "true"), 0);
+  assert_int_equal(o.pid, 0);
+  rt_exec_opts_release(&o);
+  assert_true(PARSE(rt_exec_opts_parse, &o, &err, "--run-dir", "/r", "--") < 0);
   assert_non_null(strstr(err->msg, "no command"));
   ci_error_free(&err);
-  assert_true(PARSE(rt_exec_opts_parse, &o, &err, "--", "true") < 0);
-  assert_non_null(strstr(err->msg, "--pid"));
+  assert_true(PARSE(rt_exec_opts_parse, &o, &err, "--pid", "12", "--", "true") < 0);
+  assert_non_null(strstr(err->msg, "--run-dir"));
   ci_error_free(&err);
-  assert_true(PARSE(rt_exec_opts_parse, &o, &err, "--pid", "1", "--env", "NOEQUALS", "--",
+  assert_true(PARSE(rt_exec_opts_parse, &o, &err, "--run-dir", "rel", "--", "true") < 0);
+  assert_non_null(strstr(err->msg, "--run-dir"));
+  ci_error_free(&err);
+  assert_true(PARSE(rt_exec_opts_parse, &o, &err, "--run-dir", "/r", "--env", "NOEQUALS", "--",
                     "true") < 0);
   assert_non_null(strstr(err->msg, "--env"));
   ci_error_free(&err);
-  assert_true(PARSE(rt_exec_opts_parse, &o, &err, "--pid", "1", "--cwd", "rel", "--", "true") <
-              0);
+  assert_true(PARSE(rt_exec_opts_parse, &o, &err, "--run-dir", "/r", "--cwd", "rel", "--",
+                    "true") < 0);
   ci_error_free(&err);
-  assert_true(PARSE(rt_exec_opts_parse, &o, &err, "--pid", "1", "true") < 0);
+  assert_true(PARSE(rt_exec_opts_parse, &o, &err, "--run-dir", "/r", "true") < 0);
   assert_non_null(strstr(err->msg, "--"));
   ci_error_free(&err);
 }
