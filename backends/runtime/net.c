@@ -176,10 +176,13 @@ rt__net_start(struct rt__net *n, const struct rt_create_opts *o, int dirfd, pid_
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
-    int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    /* fds 3 and 4 are the ready and exit pipes; nothing else stays open. */
-    if (null < 0 || dup2(null, 0) < 0 || dup2(logfd, 1) < 0 || dup2(logfd, 2) < 0 ||
-        dup2(rp[1], 3) < 0 || dup2(xp[0], 4) < 0)
+    /* fds 3 and 4 are the ready and exit pipes; nothing else stays open.  Above 4 first, so
+     * that no dup2 below overwrites a source. */
+    int null = fcntl(open("/dev/null", O_RDONLY | O_CLOEXEC), F_DUPFD_CLOEXEC, 5);
+    int lfd = fcntl(logfd, F_DUPFD_CLOEXEC, 5), rfd = fcntl(rp[1], F_DUPFD_CLOEXEC, 5);
+    int xfd = fcntl(xp[0], F_DUPFD_CLOEXEC, 5);
+    if (null < 0 || lfd < 0 || rfd < 0 || xfd < 0 || dup2(null, 0) < 0 || dup2(lfd, 1) < 0 ||
+        dup2(lfd, 2) < 0 || dup2(rfd, 3) < 0 || dup2(xfd, 4) < 0)
       _exit(127);
     close_range(5, ~0U, 0);
     char *argv[] = {"slirp4netns",     "--configure",   "--mtu=65520",
