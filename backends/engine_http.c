@@ -15,11 +15,10 @@
 #include "engine_http.h"
 
 #include "common/log.h"
+#include "backends/curl/curl_dl.h"
 
-#include <curl/curl.h>
 #include <errno.h>
 #include <limits.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -247,8 +246,8 @@ static void
 req_free(struct engine_req *req)
 {
   if (req->easy)
-    curl_easy_cleanup(req->easy);
-  curl_slist_free_all(req->headers);
+    curl_dl.curl_easy_cleanup(req->easy);
+  curl_dl.curl_slist_free_all(req->headers);
   free(req->desc);
   free(req->url);
   free(req->socket_path);
@@ -282,9 +281,9 @@ http_status_code(long status)
 static void
 curl_error(struct engine_req *req, CURLcode rc, struct ci_error **err)
 {
-  const char *detail = req->errbuf[0] ? req->errbuf : curl_easy_strerror(rc);
+  const char *detail = req->errbuf[0] ? req->errbuf : curl_dl.curl_easy_strerror(rc);
   long os_errno = 0;
-  curl_easy_getinfo(req->easy, CURLINFO_OS_ERRNO, &os_errno);
+  curl_dl.curl_easy_getinfo(req->easy, CURLINFO_OS_ERRNO, &os_errno);
 
   switch (rc) {
   case CURLE_COULDNT_CONNECT:
@@ -341,12 +340,12 @@ req_finish(struct engine_req *req, CURLcode rc)
   struct engine_resp resp = {0};
   struct ci_error *err = NULL;
 
-  curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &resp.status);
+  curl_dl.curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &resp.status);
   char *ct = NULL;
-  curl_easy_getinfo(req->easy, CURLINFO_CONTENT_TYPE, &ct);
+  curl_dl.curl_easy_getinfo(req->easy, CURLINFO_CONTENT_TYPE, &ct);
   resp.content_type = ct;
   if (http->multi)
-    curl_multi_remove_handle(http->multi, req->easy);
+    curl_dl.curl_multi_remove_handle(http->multi, req->easy);
 
   if (req->prev)
     req->prev->next = req->next;
@@ -394,12 +393,12 @@ drain_done(struct engine_http *http)
 {
   CURLMsg *msg;
   int left;
-  while (http->multi && (msg = curl_multi_info_read(http->multi, &left))) {
+  while (http->multi && (msg = curl_dl.curl_multi_info_read(http->multi, &left))) {
     if (msg->msg != CURLMSG_DONE)
       continue;
     struct engine_req *req = NULL;
     CURLcode rc = msg->data.result;
-    curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&req);
+    curl_dl.curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&req);
     req_finish(req, rc);
   }
 }
@@ -419,7 +418,7 @@ on_poll(uv_poll_t *handle, int status, int events)
   if (events & UV_WRITABLE)
     flags |= CURL_CSELECT_OUT;
   /* s may be closed by curl during this call; its memory lives until the close callback. */
-  curl_multi_socket_action(http->multi, s->fd, flags, &running);
+  curl_dl.curl_multi_socket_action(http->multi, s->fd, flags, &running);
   drain_done(http);
 }
 
@@ -428,7 +427,7 @@ on_timer(uv_timer_t *t)
 {
   struct engine_http *http = t->data;
   int running = 0;
-  curl_multi_socket_action(http->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+  curl_dl.curl_multi_socket_action(http->multi, CURL_SOCKET_TIMEOUT, 0, &running);
   drain_done(http);
 }
 
@@ -449,7 +448,7 @@ on_curl_socket(CURL *easy, curl_socket_t fd, int action, void *userp, void *sock
   if (action == CURL_POLL_REMOVE) {
     if (s) {
       if (!http->finalized) /* not while curl_multi_cleanup() runs */
-        curl_multi_assign(http->multi, fd, NULL);
+        curl_dl.curl_multi_assign(http->multi, fd, NULL);
       sock_close(s);
     }
     return 0;
@@ -472,7 +471,7 @@ on_curl_socket(CURL *easy, curl_socket_t fd, int action, void *userp, void *sock
     http->open_handles++;
     if (http->nreqs == 0)
       uv_unref((uv_handle_t *)&s->poll);
-    curl_multi_assign(http->multi, fd, s);
+    curl_dl.curl_multi_assign(http->multi, fd, s);
   }
   int events = 0;
   if (action & CURL_POLL_IN)
@@ -523,7 +522,7 @@ finalize(struct engine_http *http)
   }
   http->finalized = true;
   /* Cleaning up may report sockets of cached connections through on_curl_socket. */
-  curl_multi_cleanup(http->multi);
+  curl_dl.curl_multi_cleanup(http->multi);
   http->multi = NULL;
   for (struct engine_sock *s = http->socks; s; s = s->next)
     sock_close(s);
@@ -558,23 +557,12 @@ defer_kick(struct engine_http *http)
 
 /* ---- the client ----------------------------------------------------------------------------- */
 
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static CURLcode curl_init_rc;
-
-static void
-curl_init_once(void)
-{
-  curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
-}
-
 int
 engine_http_new(uv_loop_t *loop, struct engine_http **out, struct ci_error **err)
 {
-  pthread_once(&curl_once, curl_init_once);
-  if (curl_init_rc != CURLE_OK)
-    return ci_error_make(err, CI_EFAIL, "cannot initialise libcurl: %s",
-                         curl_easy_strerror(curl_init_rc));
-  CURLM *multi = curl_multi_init();
+  if (curl_dl_load(err) < 0)
+    return -1;
+  CURLM *multi = curl_dl.curl_multi_init();
   if (!multi)
     return ci_error_make(err, CI_EFAIL, "cannot create a libcurl multi handle");
 
@@ -590,10 +578,10 @@ engine_http_new(uv_loop_t *loop, struct engine_http **out, struct ci_error **err
   http->open_handles = 3;
   uv_unref((uv_handle_t *)&http->timer);
   uv_unref((uv_handle_t *)&http->kick);
-  curl_multi_setopt(multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
-  curl_multi_setopt(multi, CURLMOPT_SOCKETDATA, http);
-  curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
-  curl_multi_setopt(multi, CURLMOPT_TIMERDATA, http);
+  curl_dl.curl_multi_setopt(multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
+  curl_dl.curl_multi_setopt(multi, CURLMOPT_SOCKETDATA, http);
+  curl_dl.curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
+  curl_dl.curl_multi_setopt(multi, CURLMOPT_TIMERDATA, http);
   *out = http;
   return 0;
 }
@@ -626,7 +614,7 @@ on_curl_write(char *ptr, size_t size, size_t nmemb, void *userdata)
     return 0;
   if (!req->status_known) {
     long status = 0;
-    curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &status);
+    curl_dl.curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &status);
     req->status_known = true;
     req->streaming = req->on_body && status < 400;
     if (status >= 400)
@@ -743,7 +731,7 @@ valid_header(const char *s)
 #define SETOPT(opt, val)                                                                           \
   do {                                                                                             \
     if (rc == CURLE_OK)                                                                            \
-      rc = curl_easy_setopt(req->easy, opt, val);                                                  \
+      rc = curl_dl.curl_easy_setopt(req->easy, opt, val);                                          \
   } while (0)
 
 int
@@ -790,7 +778,7 @@ engine_req_start(struct engine_http *http, const struct engine_endpoint *ep,
     req->send_len = o->body_len;
   }
 
-  req->easy = curl_easy_init();
+  req->easy = curl_dl.curl_easy_init();
   if (!req->easy) {
     req_free(req);
     return ci_error_make(err, CI_EFAIL, "%s %s %s: cannot create a libcurl handle", name, o->method,
@@ -801,14 +789,14 @@ engine_req_start(struct engine_http *http, const struct engine_endpoint *ep,
   bool is_post = strcmp(o->method, "POST") == 0;
   curl_off_t len = o->on_send ? (o->send_len >= 0 ? o->send_len : -1) : (curl_off_t)req->send_len;
 
-  req->headers = curl_slist_append(req->headers, "Expect:");
+  req->headers = curl_dl.curl_slist_append(req->headers, "Expect:");
   if (has_body) {
     cleanup_free char *ct =
         xasprintf("Content-Type: %s", o->content_type ? o->content_type : "application/json");
-    req->headers = curl_slist_append(req->headers, ct);
+    req->headers = curl_dl.curl_slist_append(req->headers, ct);
   }
   for (const char *const *h = o->headers; h && *h; h++)
-    req->headers = curl_slist_append(req->headers, *h);
+    req->headers = curl_dl.curl_slist_append(req->headers, *h);
 
   CURLcode rc = CURLE_OK;
   SETOPT(CURLOPT_URL, req->url);
@@ -846,7 +834,7 @@ engine_req_start(struct engine_http *http, const struct engine_endpoint *ep,
   }
   if (rc != CURLE_OK) {
     int ret = ci_error_make(err, CI_EFAIL, "%s: cannot set up the request: %s", req->desc,
-                            curl_easy_strerror(rc));
+                            curl_dl.curl_easy_strerror(rc));
     req_free(req);
     return ret;
   }
@@ -859,7 +847,7 @@ engine_req_start(struct engine_http *http, const struct engine_endpoint *ep,
   http->reqs = req;
   http->nreqs++;
   update_refs(http);
-  CURLMcode mc = curl_multi_add_handle(http->multi, req->easy);
+  CURLMcode mc = curl_dl.curl_multi_add_handle(http->multi, req->easy);
   if (mc != CURLM_OK) {
     http->reqs = req->next;
     if (req->next)
@@ -867,7 +855,7 @@ engine_req_start(struct engine_http *http, const struct engine_endpoint *ep,
     http->nreqs--;
     update_refs(http);
     int ret = ci_error_make(err, CI_EFAIL, "%s: libcurl refused the request: %s", req->desc,
-                            curl_multi_strerror(mc));
+                            curl_dl.curl_multi_strerror(mc));
     req_free(req);
     return ret;
   }
@@ -897,10 +885,10 @@ engine_req_resume(struct engine_req *req)
   if (!req->send_paused || req->canceled || req->aborted)
     return;
   req->send_paused = false;
-  CURLcode rc = curl_easy_pause(req->easy, CURLPAUSE_CONT);
+  CURLcode rc = curl_dl.curl_easy_pause(req->easy, CURLPAUSE_CONT);
   if (rc != CURLE_OK) {
     ci_error_free(&req->err);
-    ci_error_make(&req->err, CI_EFAIL, "cannot resume sending: %s", curl_easy_strerror(rc));
+    ci_error_make(&req->err, CI_EFAIL, "cannot resume sending: %s", curl_dl.curl_easy_strerror(rc));
     req->aborted = true;
     defer_kick(req->http);
   }

@@ -8,6 +8,7 @@
  * and as an unprivileged user.
  */
 #include "docker.h"
+#include "backends/curl/curl_dl.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -200,6 +201,12 @@ podman_open(uv_loop_t *loop, const struct backend_options *opts, struct backend 
   }
   free(candidates[0]);
   free(candidates[1]);
+  /* No service of our own when we could not talk to it anyway. */
+  if (curl_dl_load(err) < 0) {
+    ci_error_prefix(err, "podman");
+    ci_buf_release(&tried);
+    return -1;
+  }
   struct docker_service *s = NULL;
   if (start_service(&s, err) < 0) {
     if (tried.len)

@@ -451,7 +451,8 @@ pull_after(uv_work_t *w, int status)
   if (status == UV_ECANCELED && !pl->err)
     ci_error_make(&pl->err, CI_ECANCELED, "pull of %s canceled", pl->ref);
   if (pl->err) {
-    ci_error_prefix(&pl->err, "pulling image %s", pl->ref);
+    if (pl->policy != IMG_PULL_NEVER) /* nothing was pulled: the message says why */
+      ci_error_prefix(&pl->err, "pulling image %s", pl->ref);
     pl->cb(pl->data, NULL, pl->err);
   } else {
     ci_grow(&r->images, &r->aimages, r->nimages + 1, sizeof *r->images);

@@ -17,6 +17,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 enum {
@@ -31,6 +32,7 @@ enum {
   OPT_LAZY_PULL,
   OPT_NO_CLEANUP,
   OPT_ARTIFACTS_DIR,
+  OPT_EXPORT_BUNDLE,
   OPT_HEARTBEAT,
   OPT_DEBUG,
   OPT_PUSH,
@@ -61,6 +63,7 @@ static const struct option longopts[] = {
     {"container-lazy-pull", no_argument, NULL, OPT_LAZY_PULL},
     {"debug-no-cleanup", no_argument, NULL, OPT_NO_CLEANUP},
     {"artifacts-dir", required_argument, NULL, OPT_ARTIFACTS_DIR},
+    {"export-bundle", required_argument, NULL, OPT_EXPORT_BUNDLE},
     {"heartbeat-timeout", required_argument, NULL, OPT_HEARTBEAT},
     {"junit", required_argument, NULL, OPT_JUNIT},
     {"help", no_argument, NULL, OPT_HELP},
@@ -78,7 +81,8 @@ struct run_args {
   enum backend_pull_policy pull;
   enum backend_network network;
   const char *artifacts_dir;
-  const char *junit; /* --junit FILE, or NULL */
+  char *export_bundle;       /* --export-bundle DIR made absolute (owned), or NULL */
+  const char *junit;         /* --junit FILE, or NULL */
 };
 
 static int
@@ -205,6 +209,20 @@ parse_args(int argc, char **argv, struct run_args *a)
       }
       a->artifacts_dir = optarg;
       break;
+    case OPT_EXPORT_BUNDLE: {
+      struct stat st;
+      if (!*optarg || stat(optarg, &st) < 0 || !S_ISDIR(st.st_mode)) {
+        cli_error("run: --export-bundle: '%s' is not a directory", optarg);
+        return -1;
+      }
+      free(a->export_bundle);
+      a->export_bundle = realpath(optarg, NULL); /* messages name it; the cwd may change */
+      if (!a->export_bundle) {
+        cli_error("run: --export-bundle: %s: %s", optarg, strerror(errno));
+        return -1;
+      }
+      break;
+    }
     case OPT_HEARTBEAT:
       break; /* accepted for compatibility; see `cirrus run --help` */
     case 'h':
@@ -232,6 +250,7 @@ args_release(struct run_args *a)
   ci_strv_release(&a->filters);
   free(a->git_rev);
   free(a->git_rev_cached);
+  free(a->export_bundle);
 }
 
 /* One tar of the project per distinct working directory of the selected tasks. */
@@ -512,6 +531,7 @@ cli_cmd_run(int argc, char **argv)
       .user_env = &user,
       .debug_no_cleanup = a.no_cleanup,
       .artifacts_dir = a.artifacts_dir,
+      .export_bundle_dir = a.export_bundle,
       .build_context = context,
       .on_event = on_event,
       .event_data = NULL,

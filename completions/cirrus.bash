@@ -41,8 +41,11 @@ _cirrus() {
     --format)
       mapfile -t COMPREPLY < <(compgen -W "tree dot" -- "$cur")
       return ;;
+    --export-bundle | --artifacts-dir)
+      mapfile -t COMPREPLY < <(compgen -d -- "$cur")
+      return ;;
     -e | --env | --environment | -p | --parallel | --affected-files | --affected-files-git | \
-      --affected-files-git-cached | --dockerfile-image-template | --run-id | --artifacts-dir | \
+      --affected-files-git-cached | --dockerfile-image-template | --run-id | \
       --heartbeat-timeout)
       return ;;
   esac

@@ -33,6 +33,7 @@ complete -c cirrus -n 'string match -q -- "-*" (commandline -ct)' -a '(__cirrus_
 complete -c cirrus -s f -l file -r -F
 complete -c cirrus -l env-file -r -F
 complete -c cirrus -l junit -r -F
+complete -c cirrus -l export-bundle -l artifacts-dir -x -a '(__fish_complete_directories)'
 complete -c cirrus -s o -l output -x -a 'auto interactive simple github-actions travis teamcity json'
 complete -c cirrus -l container-backend -x -a 'auto docker podman builtin'
 complete -c cirrus -l pull -x -a 'missing always never'

@@ -14,6 +14,7 @@
  * the step left running unless CIRRUS_ESCAPING_PROCESSES is set.
  */
 #include "sched.h"
+#include "bundle.h"
 #include "env.h"
 #include "sched_internal.h"
 
@@ -195,6 +196,9 @@ struct twork {
   struct sched__restore restore;
   struct sched__save save;
   struct sched__artifacts art;
+  struct bundle_spec bundle; /* strings owned by the job (bundle_own) */
+  struct cfg_env bundle_env, bundle_image_env;
+  struct ci_error *bundle_err;
 };
 
 struct stask {
@@ -219,6 +223,7 @@ struct stask {
   struct bgstep **bg;
   size_t nbg;
   bool cleaning, finished;
+  bool exported;          /* --export-bundle: done or given up */
   unsigned kills_pending; /* kill execs in flight */
   char *cirrus_env_path; /* the current step's, owned */
   char **argv;           /* the current exec's, owned */
@@ -652,6 +657,106 @@ kill_step(struct stask *t, unsigned step_no)
   free(pidfile);
 }
 
+/* ---- --export-bundle ---- */
+
+static int queue_work(struct stask *t, struct twork *w);
+static void twork_free(struct twork *w);
+static char *tmp_path(struct sched *s, const char *what);
+
+static bool
+export_wanted(const struct stask *t)
+{
+  const struct sched *s = t->s;
+  return s->o->export_bundle_dir && t->id && !t->exported && (t->failed || t->timed_out) &&
+         !s->canceling && !s->forced;
+}
+
+static void
+bundle_run(struct twork *w)
+{
+  bundle_write(&w->bundle, &w->bundle_err);
+}
+
+static void
+bundle_after(struct stask *t, struct twork *w)
+{
+  unlink(w->bundle.tar);
+  if (w->bundle_err)
+    message(t, NULL, CI_LOG_WARN, "cannot export the container as a bundle: %s",
+            w->bundle_err->msg);
+  else
+    message(t, NULL, CI_LOG_INFO,
+            "container exported as an OCI bundle: %s (run a shell in it with `runc%s run "
+            "--bundle %s NAME`)",
+            w->bundle.dir, geteuid() ? " --root DIR" : "", w->bundle.dir);
+  task_cleanup(t);
+}
+
+static void
+on_bundle_copied(void *data, const struct ci_error *err)
+{
+  struct twork *w = data;
+  struct stask *t = w->t;
+  t->pending--;
+  t->op_pending = false;
+  if (err) {
+    message(t, NULL, CI_LOG_WARN, "cannot export the container as a bundle: %s", err->msg);
+  } else {
+    w->run = bundle_run;
+    w->after = bundle_after;
+    if (queue_work(t, w) == 0)
+      return;
+    message(t, NULL, CI_LOG_WARN, "cannot export the container as a bundle: no worker");
+  }
+  unlink(w->bundle.tar);
+  twork_free(w);
+  task_cleanup(t);
+}
+
+/* Copy the container's "/" out, then write the bundle on the thread pool. */
+static void
+export_start(struct stask *t)
+{
+  struct sched *s = t->s;
+  t->exported = true;
+  char *name = bundle_dir_name(t->t->name);
+  char *dir = xasprintf("%s/%s", s->o->export_bundle_dir, name);
+  if (access(dir, F_OK) == 0) {
+    free(dir);
+    dir = xasprintf("%s/%s-%u", s->o->export_bundle_dir, name, t->t->id);
+  }
+  free(name);
+  if (!s->b->ops->copy_out || access(dir, F_OK) == 0) {
+    message(t, NULL, CI_LOG_WARN, "cannot export the container as a bundle: %s",
+            s->b->ops->copy_out ? "the directory exists" : "the backend cannot copy files out");
+    free(dir);
+    task_cleanup(t);
+    return;
+  }
+  struct twork *w = xcalloc(1, sizeof *w);
+  w->t = t;
+  w->bundle.dir = dir;
+  w->bundle.tar = tmp_path(s, "bundle");
+  task_env(t, &w->bundle_env);
+  w->bundle.env = &w->bundle_env;
+  if (t->have_img) {
+    cfg_env_copy(&w->bundle_image_env, &t->img.env);
+    w->bundle.image_env = &w->bundle_image_env;
+  }
+  const char *wd = cfg_env_get(&w->bundle_env, "CIRRUS_WORKING_DIR");
+  w->bundle.cwd = xstrdup(wd ? wd : "/");
+  int r = s->b->ops->copy_out(s->b, t->id, "/", w->bundle.tar, on_bundle_copied, w);
+  if (r < 0) {
+    message(t, NULL, CI_LOG_WARN, "cannot export the container as a bundle: %s", strerror(-r));
+    unlink(w->bundle.tar);
+    twork_free(w);
+    task_cleanup(t);
+    return;
+  }
+  t->pending++;
+  t->op_pending = true;
+}
+
 /* After the last step: kill background scripts, then remove the containers and volume. */
 static void
 task_cleanup(struct stask *t)
@@ -693,6 +798,10 @@ task_cleanup(struct stask *t)
   }
   if (t->kills_pending && !s->forced)
     return; /* on_killed resumes */
+  if (export_wanted(t)) {
+    export_start(t);
+    return;
+  }
   cleanup_next(t);
 }
 
@@ -1113,6 +1222,22 @@ work_run(uv_work_t *req)
 }
 
 static void
+twork_free(struct twork *w)
+{
+  sched__restore_release(&w->restore);
+  sched__save_release(&w->save);
+  sched__artifacts_release(&w->art);
+  free((char *)w->bundle.tar);
+  free((char *)w->bundle.dir);
+  free((char *)w->bundle.cwd);
+  free((char *)w->bundle.hostname);
+  cfg_env_release(&w->bundle_env);
+  cfg_env_release(&w->bundle_image_env);
+  ci_error_free(&w->bundle_err);
+  free(w);
+}
+
+static void
 work_after(uv_work_t *req, int status)
 {
   struct twork *w = req->data;
@@ -1121,10 +1246,7 @@ work_after(uv_work_t *req, int status)
   t->pending--;
   t->op_pending = false;
   w->after(t, w);
-  sched__restore_release(&w->restore);
-  sched__save_release(&w->save);
-  sched__artifacts_release(&w->art);
-  free(w);
+  twork_free(w);
 }
 
 static int

@@ -72,6 +72,9 @@ struct sched_options {
   /* --artifacts-dir: artifacts are stored at <dir>/<task>/<artifact>/<path>; NULL: not
    * stored (formats are still parsed into annotations). */
   const char *artifacts_dir;
+  /* --export-bundle: a failed task's container is written to <dir>/<task> as an OCI runtime
+   * bundle (runner/bundle.h) before it is removed; NULL: not exported. */
+  const char *export_bundle_dir;
   /* The build context of Dockerfile images (a tar of the project, entries at its top);
    * NULL when no selected task builds one. */
   const char *build_context;

@@ -536,7 +536,10 @@ img_pull(struct img_store *s, const char *refstr, const struct img_pull_opts *op
     ret = lookup_locked(s, ref.canonical, refstr, out, &lerr);
     if (ret == 0 || ctx.opts.policy == IMG_PULL_NEVER) {
       if (ret < 0) {
-        ret = ci_error_make(err, lerr->code, "%s (pull policy is 'never')", lerr->msg);
+        ret = ci_error_make(err, lerr->code,
+                            "%s and the pull policy is 'never': pull it first (`cirrus images "
+                            "pull %s`) or run without --pull=never",
+                            lerr->msg, refstr);
       } else if (ctx.opts.stats) {
         memset(ctx.opts.stats, 0, sizeof(*ctx.opts.stats));
         ctx.opts.stats->layers_reused = (unsigned)(*out)->layers.n;

@@ -1,8 +1,8 @@
 /* backends/image/registry.c - the docker:// source: the registry v2 HTTP API through libcurl
  * easy handles (this module is synchronous; see image.h). */
 #include "internal.h"
+#include "backends/curl/curl_dl.h"
 
-#include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
@@ -31,8 +31,6 @@ struct reg_src {
   CURL *curl;
   char errbuf[CURL_ERROR_SIZE];
 };
-
-static bool curl_ready = false;
 
 /* ------------------------------------------------------------ one HTTP exchange */
 
@@ -213,54 +211,54 @@ http_get(struct reg_src *r, struct http *h, const char *url, struct curl_slist *
          bool verify, struct ci_error **err)
 {
   CURL *c = r->curl;
-  curl_easy_reset(c);
+  curl_dl.curl_easy_reset(c);
   http_reset_response(h);
   h->r = r;
   h->too_big = h->canceled = false;
   r->errbuf[0] = '\0';
   struct curl_slist *hdrs = NULL;
   for (struct curl_slist *s = extra; s; s = s->next)
-    hdrs = curl_slist_append(hdrs, s->data);
+    hdrs = curl_dl.curl_slist_append(hdrs, s->data);
   if (auth && r->auth)
-    hdrs = curl_slist_append(hdrs, r->auth);
+    hdrs = curl_dl.curl_slist_append(hdrs, r->auth);
   const char *ua = r->base.ctx->opts.user_agent ? r->base.ctx->opts.user_agent : "cirrus";
-  curl_easy_setopt(c, CURLOPT_URL, url);
-  curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
-  curl_easy_setopt(c, CURLOPT_USERAGENT, ua);
-  curl_easy_setopt(c, CURLOPT_ERRORBUFFER, r->errbuf);
-  curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
-  curl_easy_setopt(c, CURLOPT_MAXREDIRS, 10L);
-  curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 30L);
-  curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
-  curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, 60L);
-  curl_easy_setopt(c, CURLOPT_ACCEPT_ENCODING, ""); /* manifests may come compressed */
-  curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
-  curl_easy_setopt(c, CURLOPT_HEADERDATA, h);
-  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-  curl_easy_setopt(c, CURLOPT_WRITEDATA, h);
-  curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
-  curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_xfer);
-  curl_easy_setopt(c, CURLOPT_XFERINFODATA, h);
+  curl_dl.curl_easy_setopt(c, CURLOPT_URL, url);
+  curl_dl.curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+  curl_dl.curl_easy_setopt(c, CURLOPT_USERAGENT, ua);
+  curl_dl.curl_easy_setopt(c, CURLOPT_ERRORBUFFER, r->errbuf);
+  curl_dl.curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
+  curl_dl.curl_easy_setopt(c, CURLOPT_MAXREDIRS, 10L);
+  curl_dl.curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_dl.curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+  curl_dl.curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+  curl_dl.curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 30L);
+  curl_dl.curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
+  curl_dl.curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, 60L);
+  curl_dl.curl_easy_setopt(c, CURLOPT_ACCEPT_ENCODING, ""); /* manifests may come compressed */
+  curl_dl.curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+  curl_dl.curl_easy_setopt(c, CURLOPT_HEADERDATA, h);
+  curl_dl.curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+  curl_dl.curl_easy_setopt(c, CURLOPT_WRITEDATA, h);
+  curl_dl.curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+  curl_dl.curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_xfer);
+  curl_dl.curl_easy_setopt(c, CURLOPT_XFERINFODATA, h);
   if (!verify) {
-    curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L);
-    curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
+    curl_dl.curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L);
+    curl_dl.curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
   }
   if (h->fd >= 0)
-    curl_easy_setopt(c, CURLOPT_ACCEPT_ENCODING, NULL); /* blobs: the bytes as stored */
-  CURLcode cc = curl_easy_perform(c);
-  curl_slist_free_all(hdrs);
+    curl_dl.curl_easy_setopt(c, CURLOPT_ACCEPT_ENCODING, NULL); /* blobs: the bytes as stored */
+  CURLcode cc = curl_dl.curl_easy_perform(c);
+  curl_dl.curl_slist_free_all(hdrs);
   if (h->canceled)
     return img__err_canceled(err);
   if (h->too_big && cc == CURLE_WRITE_ERROR)
     return ci_error_make(err, CI_EPROTO, "'%s' sent more data than expected", url);
   if (cc != CURLE_OK)
     return ci_error_make(err, -EIO, "cannot fetch '%s': %s", url,
-                         r->errbuf[0] ? r->errbuf : curl_easy_strerror(cc));
+                         r->errbuf[0] ? r->errbuf : curl_dl.curl_easy_strerror(cc));
   long code = 0;
-  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+  curl_dl.curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
   h->status = code;
   return 0;
 }
@@ -344,13 +342,13 @@ authenticate(struct reg_src *r, const char *challenge, struct ci_error **err)
   /* Always ask for pull access to our repository (the challenge's scope, if any, may be for
    * the registry as a whole when it came from /v2/). */
   cleanup_free char *want_scope = xasprintf("repository:%s:pull", ep->repo);
-  char *esc_scope = curl_easy_escape(r->curl, want_scope, 0);
-  char *esc_service = service ? curl_easy_escape(r->curl, service, 0) : NULL;
+  char *esc_scope = curl_dl.curl_easy_escape(r->curl, want_scope, 0);
+  char *esc_service = service ? curl_dl.curl_easy_escape(r->curl, service, 0) : NULL;
   cleanup_free char *url =
       xasprintf("%s%sscope=%s%s%s", realm, strchr(realm, '?') ? "&" : "?", esc_scope,
                 esc_service ? "&service=" : "", esc_service ? esc_service : "");
-  curl_free(esc_scope);
-  curl_free(esc_service);
+  curl_dl.curl_free(esc_scope);
+  curl_dl.curl_free(esc_service);
 
   struct http h;
   memset(&h, 0, sizeof(h));
@@ -363,10 +361,10 @@ authenticate(struct reg_src *r, const char *challenge, struct ci_error **err)
   if (r->basic) {
     cleanup_free char *enc = b64_encode(r->basic);
     basic_hdr = xasprintf("Authorization: Basic %s", enc);
-    extra = curl_slist_append(extra, basic_hdr);
+    extra = curl_dl.curl_slist_append(extra, basic_hdr);
   }
   ret = http_get(r, &h, url, extra, false, !ep->insecure, err);
-  curl_slist_free_all(extra);
+  curl_dl.curl_slist_free_all(extra);
   if (ret == 0 && h.status != 200)
     ret = http_status_error(&h, "cannot get a registry token", err);
   json_t *j = NULL;
@@ -471,10 +469,10 @@ get_manifest(struct reg_src *r, const char *reference, char **buf, size_t *len, 
   h.max = IMG__MAX_MANIFEST;
   ci_buf_init(&h.mem);
   ci_buf_init(&h.errbody);
-  struct curl_slist *extra = curl_slist_append(NULL, REG_ACCEPT);
+  struct curl_slist *extra = curl_dl.curl_slist_append(NULL, REG_ACCEPT);
   cleanup_free char *path = xasprintf("%s/manifests/%s", ep->repo, reference);
   int ret = reg_get(r, &h, path, extra, err);
-  curl_slist_free_all(extra);
+  curl_dl.curl_slist_free_all(extra);
   if (ret == 0 && h.too_big)
     ret = ci_error_make(err, CI_EPROTO, "manifest larger than %zu bytes", IMG__MAX_MANIFEST);
   if (ret == 0 && h.status != 200)
@@ -674,11 +672,11 @@ download_blob(struct reg_src *r, const struct img__desc *d, const char *final,
     char range[64];
     if (have) {
       snprintf(range, sizeof(range), "Range: bytes=%llu-", (unsigned long long)have);
-      extra = curl_slist_append(extra, range);
+      extra = curl_dl.curl_slist_append(extra, range);
     }
     struct ci_error *e = NULL;
     int r2 = reg_get(r, &h, path, extra, &e);
-    curl_slist_free_all(extra);
+    curl_dl.curl_slist_free_all(extra);
     if (h.restarted)
       have = 0; /* the server ignored the range: on_body started the file over */
     have += h.received;
@@ -770,7 +768,7 @@ reg_free(struct img__source *src)
   free(r->auth);
   free(r->basic);
   if (r->curl)
-    curl_easy_cleanup(r->curl);
+    curl_dl.curl_easy_cleanup(r->curl);
   free(r);
 }
 
@@ -782,12 +780,8 @@ int
 img__registry_open(const struct img_ref *ref, struct img__pull_ctx *ctx, struct img__source **out,
                    struct ci_error **err)
 {
-  if (!curl_ready) {
-    /* Not thread-safe before curl 7.84 on all builds; this module is single-threaded. */
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
-      return ci_error_make(err, -ENOMEM, "cannot initialise libcurl");
-    curl_ready = true;
-  }
+  if (curl_dl_load(err) < 0)
+    return -1;
   struct img__regconf rc = {0};
   int ret = img__regconf_load(ctx->opts.registries_conf, &rc, err);
   if (ret < 0)
@@ -804,7 +798,7 @@ img__registry_open(const struct img_ref *ref, struct img__pull_ctx *ctx, struct 
   r->canonical = xstrdup(ref->canonical);
   r->tag = ref->tag ? xstrdup(ref->tag) : NULL;
   r->digest = ref->digest ? xstrdup(ref->digest) : NULL;
-  r->curl = curl_easy_init();
+  r->curl = curl_dl.curl_easy_init();
   if (!r->curl) {
     reg_free(&r->base);
     return ci_error_make(err, -ENOMEM, "cannot create a libcurl handle");

@@ -212,9 +212,12 @@ rt_copy_out(const struct rt_file_opts *o, struct ci_error **err)
       ret = ci_error_make(err, CI_EFAIL, "%s: %s", o->path, la.archive_error_string(disk));
       goto out;
     }
-    la.archive_read_disk_descend(disk);
     const char *p = la.archive_entry_pathname(e);
-    const char *rest = p + strlen(copy);
+    /* "/": the container's pseudo file systems are kept as empty directories (docker cp
+     * gives them so); what they hold is the kernel's, not the task's. */
+    if (pl > 1 || (strcmp(p, "/proc") && strcmp(p, "/sys") && strcmp(p, "/dev")))
+      la.archive_read_disk_descend(disk);
+    const char *rest = pl == 1 ? p : p + strlen(copy);
     if (strncmp(p, copy, strlen(copy)) != 0)
       rest = "";
     cleanup_free char *name = xasprintf("%s%s", base, rest);

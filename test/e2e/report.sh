@@ -357,8 +357,7 @@ run "$CIRRUS" run --container-backend="$BACKEND" --pull=never -o simple
 expect_rc 1 "--pull=never, missing image"
 expect_out "'lint' task failed" "--pull=never"
 if [[ $BACKEND == builtin ]]; then
-  # (no hint to pull first yet on builtin)
-  expect_out "image 'localhost/cirrus-test/not-there:$$' is not in the store (pull policy is 'never')"
+  expect_out "image 'localhost/cirrus-test/not-there:$$' is not in the store and the pull policy is 'never': pull it first (\`cirrus images pull localhost/cirrus-test/not-there:$$\`)"
 else
   expect_out "localhost/cirrus-test/not-there:$$ is not present locally and --pull=never forbids pulling it; pull it first (\`$BACKEND pull localhost/cirrus-test/not-there:$$\`) or run without --pull=never"
 fi

@@ -350,6 +350,61 @@ if [[ $BACKEND == builtin ]]; then
   [[ -z $(ls "$CIRRUS_STORE/build-cache" | grep -v '\.json$') ]] || fail "temporary layers left"
 fi
 
+# --- --export-bundle: a failed task's container as an OCI runtime bundle that runc runs
+newproj <<'YML'
+task:
+  name: broken build
+  env:
+    GREETING: hello from the task
+  script:
+    - echo "$GREETING" > /root/marker
+    - echo made > made-by-step
+    - exit 3
+passing_task:
+  script: true
+YML
+mkdir "$p/bundles"
+crun --export-bundle "$p/bundles"
+expect_rc 1 "export bundle"
+expect_out "container exported as an OCI bundle: $p/bundles/broken-build"
+b=$p/bundles/broken-build
+checks=$((checks + 1)); [[ $(ls "$p/bundles") == broken-build ]] || fail "bundles: $(ls "$p/bundles") (only the failed task's expected)"
+checks=$((checks + 1)); [[ $(cat "$b/rootfs/root/marker" 2>/dev/null) == "hello from the task" ]] || fail "the step's change to /root is not in the bundle"
+checks=$((checks + 1)); [[ -f $b/rootfs/tmp/cirrus-ci/working-dir/made-by-step && -f $b/rootfs/tmp/cirrus-ci/working-dir/.cirrus.yml ]] || fail "the working directory is not in the bundle"
+checks=$((checks + 1)); [[ -z $(find "$b/rootfs/proc" "$b/rootfs/sys" -mindepth 1 2>&1) ]] || fail "/proc or /sys content exported"
+python3 - "$b/config.json" "$(id -u)" <<'PY' || fail "config.json: see above"
+import json, sys
+c = json.load(open(sys.argv[1]))
+assert c["root"]["path"] == "rootfs", c["root"]
+p = c["process"]
+assert p["cwd"] == "/tmp/cirrus-ci/working-dir", p["cwd"]
+assert "GREETING=hello from the task" in p["env"], p["env"]
+assert any(e.startswith("CIRRUS_TASK_NAME=broken build") for e in p["env"]), p["env"]
+ns = [n["type"] for n in c["linux"]["namespaces"]]
+if sys.argv[2] != "0":
+    assert "user" in ns and c["linux"]["uidMappings"][0]["hostID"] == int(sys.argv[2]), c["linux"]
+PY
+checks=$((checks + 1))
+# runc runs it (unprivileged: in a user namespace, with a state dir of ours): the shell sees
+# the task's files, environment and working directory.
+runc_root=()
+[[ $(id -u) == 0 ]] || runc_root=(--root "$TMPROOT/runc")
+python3 - "$b/config.json" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+c["process"]["terminal"] = False
+c["process"]["args"] = ["sh", "-c", 'cat /root/marker; pwd; echo "$GREETING"; cat made-by-step']
+json.dump(c, open(sys.argv[1], "w"))
+PY
+got=$(cd "$b" && timeout 60 runc "${runc_root[@]}" run "cirrus-e2e-bundle-$$" 2>&1)
+runc "${runc_root[@]}" delete -f "cirrus-e2e-bundle-$$" >/dev/null 2>&1
+[[ $got == $'hello from the task\n/tmp/cirrus-ci/working-dir\nhello from the task\nmade' ]] ||
+  fail "runc run of the bundle printed: $got"
+# The directory is never overwritten: a second export goes beside it.
+crun --export-bundle "$p/bundles" "broken build"
+expect_rc 1 "export bundle again"
+checks=$((checks + 1)); [[ -d $p/bundles/broken-build-0 ]] || fail "second export: $(ls "$p/bundles")"
+
 # --- pipes: each step in its own image, one working directory
 if ((${#engine[@]})); then "${engine[@]}" tag "$IMAGE" "$IMAGE2"; else "$CIRRUS" images tag "$IMAGE" "$IMAGE2"; fi
 newproj <<YML
