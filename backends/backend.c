@@ -39,8 +39,12 @@ backend_open(uv_loop_t *loop, const struct backend_options *opts, struct backend
   }
   if (strcmp(name, "auto") != 0) {
     for (size_t i = 0; backend_factories[i]; i++)
-      if (!strcmp(backend_factories[i]->name, name))
-        return backend_factories[i]->open(loop, opts, out, err);
+      if (!strcmp(backend_factories[i]->name, name)) {
+        int r = backend_factories[i]->open(loop, opts, out, err);
+        if (r == 0 && opts)
+          (*out)->network = opts->network;
+        return r;
+      }
     return ci_error_make(err, CI_EUSAGE,
                          "unknown container backend name \"%s\" (use auto, docker, podman or "
                          "builtin)",
@@ -50,6 +54,8 @@ backend_open(uv_loop_t *loop, const struct backend_options *opts, struct backend
   for (size_t i = 0; backend_factories[i]; i++) {
     struct ci_error *e = NULL;
     if (backend_factories[i]->open(loop, opts, out, &e) == 0) {
+      if (opts)
+        (*out)->network = opts->network;
       ci_buf_release(&why);
       return 0;
     }

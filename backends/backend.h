@@ -35,6 +35,18 @@ enum backend_pull_policy {
   BACKEND_PULL_NEVER,
 };
 
+/* How a task's containers reach the network (`cirrus run --container-network`).  Whatever
+ * the mode, a task's additional containers share its main container's network (services
+ * answer on localhost). */
+enum backend_network {
+  BACKEND_NET_DEFAULT = 0, /* the backend's own: the engine's default network (docker, podman:
+                              a bridge, or rootless podman's user-mode network); builtin: host */
+  BACKEND_NET_HOST,        /* the host's network namespace */
+  BACKEND_NET_PRIVATE,     /* an isolated namespace with outbound access (docker, podman: the
+                              engine's default network; builtin: slirp4netns) */
+  BACKEND_NET_NONE,        /* an isolated namespace with only lo */
+};
+
 /* What an image says about how to run it. */
 struct backend_image_info {
   struct cfg_env env; /* the image's Env */
@@ -157,11 +169,13 @@ struct backend {
   char *description; /* owned: e.g. "docker (unix:///var/run/docker.sock, API 1.41)" */
   unsigned host_cpus;       /* for clamping limits; 0 = unknown */
   unsigned long host_mem_mb; /* 0 = unknown */
+  enum backend_network network; /* from backend_options (set by backend_open) */
 };
 
 struct backend_options {
   const char *name; /* "auto", "docker", "podman", "builtin" */
   bool verbose;
+  enum backend_network network;
 };
 
 /* Open a backend.  Synchronous probing (pinging a socket, starting `podman system

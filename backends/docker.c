@@ -467,6 +467,10 @@ d_container_create(struct backend *b, const struct backend_container_spec *s, ba
     char *nm = xasprintf("container:%s", s->network_of);
     json_object_set_new(hc, "NetworkMode", json_string(nm));
     free(nm);
+  } else if (d->base.network == BACKEND_NET_HOST || d->base.network == BACKEND_NET_NONE) {
+    /* private and the default: the engine's default network (a bridge) */
+    json_object_set_new(hc, "NetworkMode",
+                        json_string(d->base.network == BACKEND_NET_HOST ? "host" : "none"));
   }
   json_object_set_new(hc, "Privileged", json_boolean(s->privileged));
   json_t *secopt = json_array();

@@ -869,6 +869,28 @@ sanitize_hostname(const char *s)
   return ci_buf_take(&b);
 }
 
+/* --network for the helper: the host's by default; with private or none, a task's additional
+ * containers join its main container's namespaces (--netns-of its init). */
+static int
+rl_network_args(struct rootless *r, const struct backend_container_spec *spec, struct argv *a)
+{
+  enum backend_network net = r->base.network;
+  if (net == BACKEND_NET_DEFAULT || net == BACKEND_NET_HOST)
+    return 0;
+  argv_add(a, "--network");
+  argv_add(a, net == BACKEND_NET_NONE ? "none" : "private");
+  if (!spec->network_of)
+    return 0;
+  struct rl_container *main = live_container(r, spec->network_of);
+  if (!main) {
+    ci_log(CI_LOG_ERROR, "no running container %s to share the network of", spec->network_of);
+    return -1;
+  }
+  argv_add(a, "--netns-of");
+  argv_addf(a, "%ld", (long)main->pid);
+  return 0;
+}
+
 static int
 rl_container_create(struct backend *b, const struct backend_container_spec *spec,
                     backend_id_cb cb, void *data)
@@ -923,6 +945,12 @@ rl_container_create(struct backend *b, const struct backend_container_spec *spec
   if (spec->cpu > 0 && (!b->host_cpus || spec->cpu < (double)b->host_cpus)) {
     argv_add(&a, "--cpus");
     argv_addf(&a, "%g", spec->cpu);
+  }
+  if (rl_network_args(r, spec, &a) < 0) {
+    ci_strv_release(&a.v);
+    rmdir(c->run_dir);
+    container_free(c);
+    return -1;
   }
   char **argv = argv_end(&a);
   if (spec->argv) {

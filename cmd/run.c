@@ -37,6 +37,7 @@ enum {
   OPT_DEBUG,
   OPT_PUSH,
   OPT_JUNIT,
+  OPT_NETWORK,
   OPT_HELP,
 };
 
@@ -56,6 +57,7 @@ static const struct option longopts[] = {
     {"debug", no_argument, NULL, OPT_DEBUG},
     {"dirty", no_argument, NULL, OPT_DIRTY},
     {"container-backend", required_argument, NULL, OPT_BACKEND},
+    {"container-network", required_argument, NULL, OPT_NETWORK},
     {"pull", required_argument, NULL, OPT_PULL},
     {"lazy-pull", no_argument, NULL, OPT_LAZY_PULL},
     {"container-lazy-pull", no_argument, NULL, OPT_LAZY_PULL},
@@ -77,6 +79,7 @@ struct run_args {
   bool verbose, dirty, no_cleanup;
   const char *backend;
   enum backend_pull_policy pull;
+  enum backend_network network;
   const char *artifacts_dir;
   char *export_bundle;       /* --export-bundle DIR made absolute (owned), or NULL */
   const char *junit;         /* --junit FILE, or NULL */
@@ -168,6 +171,18 @@ parse_args(int argc, char **argv, struct run_args *a)
       break;
     case OPT_LAZY_PULL:
       a->pull = BACKEND_PULL_MISSING;
+      break;
+    case OPT_NETWORK:
+      if (!strcmp(optarg, "host"))
+        a->network = BACKEND_NET_HOST;
+      else if (!strcmp(optarg, "private"))
+        a->network = BACKEND_NET_PRIVATE;
+      else if (!strcmp(optarg, "none"))
+        a->network = BACKEND_NET_NONE;
+      else {
+        cli_error("run: --container-network wants host, private or none, not '%s'", optarg);
+        return -1;
+      }
       break;
     case OPT_NO_CLEANUP:
       a->no_cleanup = true;
@@ -452,7 +467,7 @@ cli_cmd_run(int argc, char **argv)
     goto out;
   }
   loop_ok = true;
-  struct backend_options bo = {.name = a.backend, .verbose = a.verbose};
+  struct backend_options bo = {.name = a.backend, .verbose = a.verbose, .network = a.network};
   if (backend_open(&loop, &bo, &b, &err) < 0) {
     /* What to do next depends on what was asked for. */
     const char *hint =

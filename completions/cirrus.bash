@@ -35,6 +35,9 @@ _cirrus() {
     --pull)
       mapfile -t COMPREPLY < <(compgen -W "missing always never" -- "$cur")
       return ;;
+    --container-network)
+      mapfile -t COMPREPLY < <(compgen -W "host private none" -- "$cur")
+      return ;;
     --format)
       mapfile -t COMPREPLY < <(compgen -W "tree dot" -- "$cur")
       return ;;

@@ -37,4 +37,5 @@ complete -c cirrus -l export-bundle -l artifacts-dir -x -a '(__fish_complete_dir
 complete -c cirrus -s o -l output -x -a 'auto interactive simple github-actions travis teamcity json'
 complete -c cirrus -l container-backend -x -a 'auto docker podman builtin'
 complete -c cirrus -l pull -x -a 'missing always never'
+complete -c cirrus -l container-network -x -a 'host private none'
 complete -c cirrus -l format -x -a 'tree dot'

@@ -1,7 +1,8 @@
 #!/bin/bash
 # Install the Debian 12 packages that cirrus needs, only those missing.
 #   scripts/deps.sh            build dependencies (compiler, cmake, -dev libraries) and what
-#                              the built-in runtime uses (fuse-overlayfs)
+#                              the built-in runtime runs (fuse-overlayfs where the kernel
+#                              refuses overlayfs; slirp4netns: --container-network private)
 #   scripts/deps.sh --test     plus what the test suite needs (clang for sanitizers/fuzzing;
 #                              xmllint, graphviz, tmux, zsh, fish, man for the reports,
 #                              graph, interactive-output, completion and man page tests)
@@ -13,7 +14,8 @@ build=(gcc make cmake pkg-config git ca-certificates
        libpcre2-dev libssl-dev libarchive-dev)
 # What the built-in backend runs: fuse-overlayfs is its root file system where the kernel
 # refuses overlayfs (see backends/runtime/README.md); without it such containers get a copy.
-runtime=(fuse-overlayfs)
+# slirp4netns gives --container-network private its outbound access.
+runtime=(fuse-overlayfs slirp4netns)
 test=(clang libclang-rt-14-dev libcmocka-dev python3 libxml2-utils graphviz tmux zsh fish man-db)
 
 want=("${build[@]}" "${runtime[@]}")

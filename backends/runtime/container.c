@@ -1,7 +1,8 @@
 /* backends/runtime/container.c - create a container, be its monitor, tear it down.
  *
  * The monitor (the calling process) clones the container's init with new user, mount, pid,
- * uts and ipc namespaces (and net for --network none), writes its id maps, and releases it
+ * uts and ipc namespaces (and net for --network none|private; with --netns-of it joins another
+ * container's user and network namespaces, net.c), writes its id maps, and releases it
  * over a socketpair (with idmapped bind mounts attached when running as root).  The init builds
  * the root file system (rootfs.c: overlay, fuse-overlayfs or a copy; then /proc, /sys, /dev,
  * /tmp, the asked mounts), pivots into it, reports "ready" (or an error message) over a pipe
@@ -316,16 +317,17 @@ add_host_file(struct ci_buf *b, const char *path)
 }
 
 /* /etc/hosts, /etc/hostname and /etc/resolv.conf, as Docker provides them: localhost and the
- * container's name resolve, and so does what the host resolves (the network is the host's, so
- * its name servers are reachable; with --network none they do not matter).  They are written
- * into the upper layer; an image build leaves them out of its layers. */
+ * container's name resolve, and so does what the host resolves (with the host's network its
+ * name servers are reachable; with --network private those that are not loopback, else
+ * slirp4netns's forwarder; with --network none they do not matter).  They are written into
+ * the upper layer; an image build leaves them out of its layers. */
 static void
 write_etc_files(struct child *c, int rootfd, const char *hostname)
 {
   struct ci_buf b = CI_BUF_INIT;
   ci_buf_addf(&b, "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
                   "127.0.1.1\t%s\n", hostname);
-  if (!c->o->net_none) {
+  if (c->o->network != RT_NET_NONE) {
     ci_buf_adds(&b, "# from the host\n");
     add_host_file(&b, "/etc/hosts");
   }
@@ -334,8 +336,10 @@ write_etc_files(struct child *c, int rootfd, const char *hostname)
   ci_buf_addf(&b, "%s\n", hostname);
   write_in_root(c, rootfd, "/etc/hostname", b.s, b.len);
   ci_buf_reset(&b);
-  if (!c->o->net_none)
-    add_host_file(&b, "/etc/resolv.conf");
+  struct ci_buf host = CI_BUF_INIT;
+  add_host_file(&host, "/etc/resolv.conf");
+  rt__net_resolv_conf(&b, ci_buf_str(&host), c->o->network);
+  ci_buf_release(&host);
   write_in_root(c, rootfd, "/etc/resolv.conf", b.len ? b.s : "", b.len);
   ci_buf_release(&b);
 }
@@ -532,7 +536,7 @@ child_main(struct child *c)
   if (rootfd < 0)
     child_fail(c, "cannot open %s", merged);
   mount_fs_at(c, rootfd, "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
-  if (o->net_none) {
+  if (rt__net_isolated(o)) {
     mount_fs_at(c, rootfd, "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY, NULL);
   } else {
     int t = target_at(c, rootfd, "/sys", false);
@@ -557,7 +561,7 @@ child_main(struct child *c)
   if (sethostname(hn, strlen(hn)) < 0)
     child_fail(c, "cannot set the hostname");
   write_etc_files(c, rootfd, hn);
-  if (o->net_none)
+  if (rt__net_isolated(o) && !o->netns_of)
     lo_up(c);
   if (fchdir(rootfd) < 0)
     child_fail(c, "cannot enter the root file system");
@@ -693,12 +697,64 @@ make_idmapped_trees(const struct rt_create_opts *o, const int *src_fds, int user
   return 0;
 }
 
+/* Clone the container's init (child_main) and close the child's ends of sp and mp; the init's
+ * pid, or -1 with *err.  With --netns-of, an intermediate child joins that container's user and
+ * network namespaces (creating namespaces needs capabilities only held there) and clones the
+ * init with CLONE_PARENT, so that the init is still ours to wait for; it sends the init's pid
+ * over sp and exits. */
+static pid_t
+spawn_init(struct child *c, int sp[2], int mp[2], struct ci_error **err)
+{
+  const struct rt_create_opts *o = c->o;
+  unsigned long flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC;
+  if (!o->netns_of)
+    flags |= CLONE_NEWUSER | (rt__net_isolated(o) ? CLONE_NEWNET : 0);
+  pid_t pid = (pid_t)syscall(SYS_clone, (o->netns_of ? 0 : flags) | SIGCHLD, NULL, NULL, NULL,
+                             NULL);
+  if (pid == 0) {
+    close(sp[0]);
+    close(mp[0]);
+    if (!o->netns_of)
+      child_main(c);
+    if (rt__net_join(o->netns_of) < 0)
+      child_fail(c, "cannot join the network of the container of pid %d", (int)o->netns_of);
+    pid_t init = (pid_t)syscall(SYS_clone, flags | CLONE_PARENT | SIGCHLD, NULL, NULL, NULL,
+                                NULL);
+    if (init == 0)
+      child_main(c);
+    if (init < 0)
+      child_fail(c, "cannot create the container's namespaces");
+    _exit(send(c->sync_fd, &init, sizeof init, MSG_NOSIGNAL) == sizeof init ? 0 : 1);
+  }
+  int e = errno;
+  close(sp[1]);
+  sp[1] = -1;
+  close(mp[1]);
+  mp[1] = -1;
+  if (pid < 0)
+    return ci_error_make(err, -e, "cannot create the container's namespaces: %s", strerror(e));
+  if (!o->netns_of)
+    return pid;
+  pid_t init = -1;
+  ssize_t n;
+  do
+    n = recv(sp[0], &init, sizeof init, MSG_WAITALL);
+  while (n < 0 && errno == EINTR);
+  while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
+  }
+  if (n == sizeof init && init > 0)
+    return init;
+  read_report(mp[0], err);
+  return -1;
+}
+
 int
 rt_create(const struct rt_create_opts *o, int ready_fd, int stop_fd, struct ci_error **err)
 {
   int ret = -1;
   struct rt_idmap m = {0};
   struct rt__cgroup cg = {0};
+  struct rt__net net = {0, -1, -1};
   cleanup_close int dirfd = -1, lockfd = -1, userns = -1, sigfd = -1;
   int sp[2] = {-1, -1}, mp[2] = {-1, -1};
   size_t nm = o->n_mounts;
@@ -771,25 +827,13 @@ rt_create(const struct rt_create_opts *o, int ready_fd, int stop_fd, struct ci_e
   sigaddset(&set, SIGHUP);
   sigaddset(&set, SIGCHLD);
   sigprocmask(SIG_BLOCK, &set, &old);
-  unsigned long flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC;
-  if (o->net_none)
-    flags |= CLONE_NEWNET;
-  pid = (pid_t)syscall(SYS_clone, flags | SIGCHLD, NULL, NULL, NULL, NULL);
-  if (pid < 0) {
-    ci_error_make(err, -errno, "cannot create the container's namespaces: %s", strerror(errno));
+  struct child c = {o, &m, sp[1], mp[1], src_fds, tree_fds, -1};
+  pid = spawn_init(&c, sp, mp, err);
+  if (pid < 0)
     goto out;
-  }
-  if (pid == 0) {
-    close(sp[0]);
-    close(mp[0]);
-    struct child c = {o, &m, sp[1], mp[1], src_fds, tree_fds, -1};
-    child_main(&c);
-  }
-  close(sp[1]);
-  sp[1] = -1;
-  close(mp[1]);
-  mp[1] = -1;
-  if (rt_idmap_apply(&m, pid, err) < 0)
+  if (!o->netns_of && rt_idmap_apply(&m, pid, err) < 0)
+    goto out;
+  if (rt__net_start(&net, o, dirfd, pid, err) < 0)
     goto out;
   char path[64];
   snprintf(path, sizeof path, "/proc/%d/ns/user", (int)pid);
@@ -810,6 +854,8 @@ rt_create(const struct rt_create_opts *o, int ready_fd, int stop_fd, struct ci_e
   close(mp[0]);
   mp[0] = -1;
   close_all(src_fds, nm);
+  if (rt__net_wait(&net, dirfd, err) < 0)
+    goto out;
 
   /* Ready: tell the caller, then close our end so it sees EOF. */
   char line[64];
@@ -883,6 +929,7 @@ out:
     while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
     }
   }
+  rt__net_stop(&net);
   close_all(sp, 2);
   close_all(mp, 2);
   close_all(src_fds, nm);

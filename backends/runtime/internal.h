@@ -61,6 +61,28 @@ int rt__rootfs_fuse(const char *bin, const struct ci_strv *layers, const char *u
  * file system can), then bind it on itself. */
 int rt__rootfs_copy(const struct ci_strv *layers, const char *merged, struct ci_error **err);
 
+/* The network (net.c).  Whether the container has a network namespace of its own or joins
+ * another container's (--network none|private, --netns-of). */
+bool rt__net_isolated(const struct rt_create_opts *o);
+/* Join the user and network namespaces of pid's container (the init of --netns-of, from a
+ * child of the monitor); -1 with errno.  Refuses the caller's own user namespace. */
+int rt__net_join(pid_t pid);
+/* slirp4netns for --network private (nothing otherwise): rt__net_start launches it for the
+ * init pid as the monitor's child (its output in RUN/slirp4netns.log, dirfd the run dir),
+ * rt__net_wait waits until it configured the namespace (an error says why it could not),
+ * rt__net_stop kills and reaps it (safe on a zeroed or stopped struct). */
+struct rt__net {
+  pid_t slirp; /* 0 = none */
+  int ready_fd, exit_fd;
+};
+int rt__net_start(struct rt__net *n, const struct rt_create_opts *o, int dirfd, pid_t pid,
+                  struct ci_error **err);
+int rt__net_wait(struct rt__net *n, int dirfd, struct ci_error **err);
+void rt__net_stop(struct rt__net *n);
+/* The container's resolv.conf from the host's text: the host's (host), nothing (none), or
+ * the host's IPv4 name servers that are not loopback, else slirp's 10.0.2.3 (private). */
+void rt__net_resolv_conf(struct ci_buf *out, const char *host, enum rt_network net);
+
 /* Thin syscall wrappers (glibc 2.36 has some, but its headers clash with linux/mount.h). */
 static inline int
 rt__pidfd_open(pid_t pid)

@@ -107,7 +107,7 @@ rt_create_opts_parse(int argc, char **argv, struct rt_create_opts *o, struct ci_
     if (!strcmp(a, "--run-dir") || !strcmp(a, "--layer") || !strcmp(a, "--hostname") ||
         !strcmp(a, "--mount") || !strcmp(a, "--volume") || !strcmp(a, "--tmpfs") ||
         !strcmp(a, "--memory-mb") || !strcmp(a, "--cpus") || !strcmp(a, "--network") ||
-        !strcmp(a, "--ppid") || !strcmp(a, "--rootfs")) {
+        !strcmp(a, "--netns-of") || !strcmp(a, "--ppid") || !strcmp(a, "--rootfs")) {
       if (!(v = value(argc, argv, &i, err)))
         goto fail;
     } else {
@@ -161,13 +161,18 @@ rt_create_opts_parse(int argc, char **argv, struct rt_create_opts *o, struct ci_
       o->cpus = d;
     } else if (!strcmp(a, "--network")) {
       if (!strcmp(v, "host"))
-        o->net_none = false;
+        o->network = RT_NET_HOST;
       else if (!strcmp(v, "none"))
-        o->net_none = true;
+        o->network = RT_NET_NONE;
+      else if (!strcmp(v, "private"))
+        o->network = RT_NET_PRIVATE;
       else {
-        ci_error_make(err, CI_EUSAGE, "--network: expected host or none, not '%s'", v);
+        ci_error_make(err, CI_EUSAGE, "--network: expected host, none or private, not '%s'", v);
         goto fail;
       }
+    } else if (!strcmp(a, "--netns-of")) {
+      if (parse_pid(a, v, &o->netns_of, err) < 0)
+        goto fail;
     } else if (!strcmp(a, "--ppid")) {
       if (parse_pid(a, v, &o->ppid, err) < 0)
         goto fail;
@@ -191,6 +196,11 @@ rt_create_opts_parse(int argc, char **argv, struct rt_create_opts *o, struct ci_
   }
   if (o->layers.n == 0) {
     ci_error_make(err, CI_EUSAGE, "create: at least one --layer is required");
+    goto fail;
+  }
+  if (o->netns_of && o->network == RT_NET_HOST) {
+    ci_error_make(err, CI_EUSAGE, "--netns-of: needs --network none or private (with the "
+                                  "host's network there is no namespace to share)");
     goto fail;
   }
   return 0;

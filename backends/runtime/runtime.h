@@ -6,7 +6,8 @@
  * design and the helper protocol.
  *
  * A container is: a user namespace (always, also for root), mount, pid, uts and ipc namespaces
- * (and a network namespace with only lo for --network none), an overlay of the image layers
+ * (and a network namespace: only lo for --network none, slirp4netns for --network private, or
+ * another container's with --netns-of), an overlay of the image layers
  * with an upper dir in the run dir, pivot_root, and a tiny init as pid 1 that idles and reaps.
  * Processes join it with setns (rt_exec); files move in and out as tar (rt_copy_in/_out).
  */
@@ -110,6 +111,14 @@ enum rt_rootfs {
 int rt_rootfs_parse(const char *s, enum rt_rootfs *out);
 const char *rt_rootfs_name(enum rt_rootfs d);
 
+/* --network: the host's (default), an isolated one with only lo, or an isolated one with
+ * outbound access through slirp4netns (net.c). */
+enum rt_network {
+  RT_NET_HOST = 0,
+  RT_NET_NONE,
+  RT_NET_PRIVATE,
+};
+
 struct rt_create_opts {
   char *run_dir;         /* owned */
   struct ci_strv layers; /* bottom first */
@@ -118,8 +127,10 @@ struct rt_create_opts {
   size_t n_mounts;
   uint64_t memory_mb; /* 0 = no limit */
   double cpus;        /* 0 = no limit */
-  enum rt_rootfs rootfs; /* --rootfs */
-  bool net_none;      /* --network none */
+  enum rt_rootfs rootfs;    /* --rootfs */
+  enum rt_network network; /* --network */
+  pid_t netns_of;     /* --netns-of PID: join that container's user and network namespaces
+                         (a task's containers share one; needs --network none or private) */
   bool image_tmp;     /* --image-tmp: /tmp as the image has it, no tmpfs (image builds: what a
                          COPY put there is seen, what a RUN writes there is kept) */
   pid_t ppid;         /* 0 = not checked */

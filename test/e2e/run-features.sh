@@ -206,6 +206,93 @@ wait $pid; rc=$?; out=$(cat "$TMPROOT/int.out"); err=
 expect_rc 130 "additional container, SIGINT"
 left=$(leftovers); checks=$((checks + 1)); [[ -z $left ]] || fail "left after SIGINT: $left"
 
+# --- --container-network (issue 5): host, private (builtin: slirp4netns), none; a task's
+# additional containers share its network in every mode.
+# Servers on the host: one on its non-loopback address, one on loopback only.
+hostip=$(ip -4 route get 1 2>/dev/null | sed -n 's/.* src \([0-9.]*\).*/\1/p')
+[[ -n $hostip ]] || hostip=$(hostname -I | awk '{print $1}')
+mkdir -p "$TMPROOT/www"
+echo from-the-host >"$TMPROOT/www/host.txt"
+serve() { # serve ADDR: a python http.server on a free port; sets $srv_pid and $srv_port
+  python3 -u -m http.server 0 -b "$1" -d "$TMPROOT/www" >"$TMPROOT/srv.$1" 2>/dev/null &
+  srv_pid=$!
+  srv_port=
+  for _ in $(seq 100); do
+    srv_port=$(sed -n 's/.* port \([0-9]*\).*/\1/p' "$TMPROOT/srv.$1")
+    [[ -n $srv_port ]] && break
+    sleep 0.05
+  done
+}
+serve "$hostip"; pub_pid=$srv_pid pub=$srv_port
+serve 127.0.0.1; lo_pid=$srv_pid lo=$srv_port
+checks=$((checks + 1)); [[ -n $pub && -n $lo ]] || fail "cannot start the host's test servers"
+# slirp4netns processes of ours (cirrus-runtime starts them with these options): none may
+# outlive a run.  Only those that were not there before count (other tests may run).
+slirps() { pgrep -f -- '^slirp4netns .*--exit-fd=4 [0-9]+ tap0$' | sort; }
+slirps_before=$(slirps)
+new_slirps() { comm -13 <(echo "$slirps_before") <(slirps); }
+newproj <<'YML'
+task:
+  container:
+    image: IMAGE
+    additional_containers:
+      - name: web
+        image: IMAGE
+        port: 8080
+        command: sh -c "mkdir -p /www && echo hello-from-service > /www/index.html && exec httpd -f -p 8080 -h /www"
+  script:
+    - echo "interfaces:" $(ls /sys/class/net)
+    - wget -qO- http://localhost:8080/index.html
+    - wget -qO- http://HOSTIP:PUB/host.txt || echo "no outbound access"
+    - wget -qO- http://127.0.0.1:LO/host.txt || echo "no host loopback"
+    - if [ -e /sys/class/net/tap0 ]; then wget -qO- http://10.0.2.2:LO/host.txt || echo "no host loopback through the gateway"; fi
+YML
+sed -i -e "s|IMAGE|$IMAGE|g" -e "s|HOSTIP|$hostip|" -e "s|PUB|$pub|" -e "s|LO/|$lo/|g" .cirrus.yml
+crun --container-network none
+expect_rc 0 "--container-network none"
+expect_out "interfaces: lo"$'\n' "none: only lo"
+expect_out "hello-from-service" "none: the service on localhost"
+expect_out "no outbound access" "none"
+expect_out "no host loopback"$'\n' "none"
+if [[ $BACKEND == builtin ]]; then
+  crun --container-network private
+  expect_rc 0 "--container-network private"
+  expect_out "interfaces: lo tap0" "private: slirp4netns's tap0"
+  expect_out "hello-from-service" "private: the service of an additional container on localhost"
+  expect_out "from-the-host" "private: outbound access to $hostip"
+  expect_out "no host loopback"$'\n' "private: the host's 127.0.0.1:$lo"
+  expect_out "no host loopback through the gateway" "private: 10.0.2.2 is not the host's loopback"
+  checks=$((checks + 1)); [[ -z $(new_slirps) ]] || fail "slirp4netns left after a run: $(new_slirps)"
+  # The host's network (builtin's default): the host's loopback is reachable.
+  crun
+  expect_rc 0 "host network"
+  expect_out "echo \"no host loopback\""$'\n'"from-the-host" "host: the host's 127.0.0.1:$lo"
+  # resolv.conf: the host's resolvers unless they are loopback, then slirp's forwarder.
+  sed -i 's|^  script:$|  resolv_script: cat /etc/resolv.conf\n  script:|' .cirrus.yml
+  crun --container-network private
+  if grep -Eq '^[[:space:]]*nameserver[[:space:]]+127\.' /etc/resolv.conf; then
+    expect_out "nameserver 10.0.2.3" "private: resolv.conf"
+  else
+    expect_out "$(grep -m1 -E '^[[:space:]]*nameserver' /etc/resolv.conf)" "private: resolv.conf"
+  fi
+  # cirrus SIGKILLed: slirp4netns dies with the container's monitor.
+  sed -i 's|  script:$|  script:\n    - sleep 120|' .cirrus.yml
+  "$CIRRUS" run --container-backend="$BACKEND" --container-network private -o simple >"$TMPROOT/kill.out" 2>&1 &
+  pid=$!
+  for _ in $(seq 1 150); do grep -q "Started 'main' script" "$TMPROOT/kill.out" && break; sleep 0.2; done
+  checks=$((checks + 1)); [[ -n $(new_slirps) ]] || fail "no slirp4netns while a private task runs"
+  kill -KILL $pid
+  wait $pid 2>/dev/null
+  for _ in $(seq 1 50); do [[ -z $(new_slirps) ]] && break; sleep 0.1; done
+  checks=$((checks + 1)); [[ -z $(new_slirps) ]] || fail "slirp4netns survives a SIGKILLed cirrus: $(new_slirps)"
+  for _ in $(seq 1 50); do pgrep -f "cirrus-runtime .*$CIRRUS_STORE" >/dev/null || break; sleep 0.1; done
+  checks=$((checks + 1)); ! pgrep -af "cirrus-runtime .*$CIRRUS_STORE" || fail "helpers survive a SIGKILLed cirrus"
+  run "$CIRRUS" clean
+  expect_rc 0 "clean after SIGKILL"
+fi
+kill "$pub_pid" "$lo_pid" 2>/dev/null
+wait "$pub_pid" "$lo_pid" 2>/dev/null
+
 # --- Dockerfile environments: built once for two tasks, reused on the next run (B46)
 newproj <<'YML'
 one_task:

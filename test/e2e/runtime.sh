@@ -320,6 +320,50 @@ checks=$((checks + 1)); [[ $out == lo ]] || fail "--network none: interfaces '$o
 stop_container
 checks=$((checks + 1)); [[ ! -e $rdir ]] || fail "run dir c2 left"
 
+# --network private: slirp4netns (the monitor's child) gives tap0 and outbound access; a second
+# container joins with --netns-of and its ports are on the first one's localhost; teardown
+# leaves no slirp4netns.
+hostip=$(ip -4 route get 1 2>/dev/null | sed -n 's/.* src \([0-9.]*\).*/\1/p')
+mkdir -p "$TMPROOT/www" && echo from-the-host >"$TMPROOT/www/f"
+python3 -u -m http.server 0 -b "$hostip" -d "$TMPROOT/www" >"$TMPROOT/srv.out" 2>/dev/null &
+srv=$!
+for _ in $(seq 100); do port=$(sed -n 's/.* port \([0-9]*\).*/\1/p' "$TMPROOT/srv.out"); [[ -n $port ]] && break; sleep 0.05; done
+start_container n1 --network private
+n1=$pid n1_rdir=$rdir
+exec 9>&7 # keep n1's monitor input while n2 uses fd 7
+slirp=$(pgrep -P "$monitor_pid" -x slirp4netns)
+checks=$((checks + 1)); [[ -n $slirp ]] || fail "no slirp4netns child of the monitor"
+X -- sh -c 'ls /sys/class/net | tr "\n" " "'
+checks=$((checks + 1)); [[ $out == "lo tap0 " ]] || fail "--network private: interfaces '$out'"
+X -- wget -qO- "http://$hostip:$port/f"
+checks=$((checks + 1)); [[ $out == from-the-host ]] || fail "--network private: no outbound access ($err)"
+X -- cat /etc/resolv.conf
+expect_out "nameserver" "--network private: resolv.conf"
+start_container n2 --network private --netns-of "$n1"
+checks=$((checks + 1))
+[[ $(readlink "/proc/$pid/ns/net") == "$(readlink "/proc/$n1/ns/net")" ]] || fail "--netns-of: another network namespace"
+checks=$((checks + 1))
+[[ $(readlink "/proc/$pid/ns/pid") != "$(readlink "/proc/$n1/ns/pid")" ]] || fail "--netns-of: the same pid namespace"
+checks=$((checks + 1)); [[ -z $(pgrep -P "$monitor_pid" -x slirp4netns) ]] || fail "--netns-of started a slirp4netns"
+"$RT" exec --pid "$pid" --run-dir "$rdir" -- nc -l -p 8080 -e echo from-n2 &
+listener=$!
+for _ in $(seq 50); do X -- sh -c 'grep -q ":1F90 " /proc/net/tcp' && break; sleep 0.05; done
+run "$RT" exec --pid "$n1" --run-dir "$n1_rdir" -- nc 127.0.0.1 8080
+checks=$((checks + 1)); [[ $out == from-n2 ]] || fail "--netns-of: n2's port on n1's localhost: '$out' ($err)"
+wait $listener 2>/dev/null
+stop_container
+checks=$((checks + 1)); [[ ! -e $rdir ]] || fail "run dir n2 left"
+exec 7>&9 9>&-
+rdir=$n1_rdir
+stop_container
+checks=$((checks + 1)); [[ ! -e $rdir ]] || fail "run dir n1 left"
+checks=$((checks + 1)); ! kill -0 "$slirp" 2>/dev/null || fail "slirp4netns survives the teardown"
+kill $srv 2>/dev/null
+wait $srv 2>/dev/null
+run "$RT" create --run-dir "$runs/n3" "${layers[@]}" --netns-of 1 </dev/null
+expect_rc 1 "--netns-of without a network"
+expect_err "--netns-of"
+
 # A wrong --ppid is refused.
 mkdir -m 0700 "$runs/c3"
 run "$RT" create --run-dir "$runs/c3" "${layers[@]}" --ppid 1 </dev/null
@@ -332,16 +376,20 @@ mkdir -m 0700 "$runs/c4"
 # Its stdin is a fifo it holds open itself (no EOF when it dies): only PDEATHSIG ends the monitor.
 mkfifo "$TMPROOT/c4.fifo"
 bash -c 'exec 8<>"$1.fifo"; "$0" create --run-dir "$2" "${@:3}" --ppid $$ <&8 >"$2.out" 2>/dev/null' \
-  "$RT" "$TMPROOT/c4" "$runs/c4" "${layers[@]}" --memory-mb 100 &
+  "$RT" "$TMPROOT/c4" "$runs/c4" "${layers[@]}" --memory-mb 100 --network private &
 runner=$!
 for _ in $(seq 200); do [[ -s $runs/c4.out ]] && break; sleep 0.02; done
 pid=$(sed -n 's/^ready \([0-9][0-9]*\)$/\1/p' "$runs/c4.out")
 checks=$((checks + 1)); [[ -n $pid ]] || fail "c4 not ready"
 pidns=$(readlink "/proc/$pid/ns/pid")
+slirp=$(pgrep -f -- "^slirp4netns .* $pid tap0\$")
+checks=$((checks + 1)); [[ -n $slirp ]] || fail "c4: no slirp4netns"
 kill -9 $runner
 wait $runner 2>/dev/null
 for _ in $(seq 250); do [[ $(ns_procs) == 0 ]] && break; sleep 0.02; done # 5 s: a loaded machine
 checks=$((checks + 1)); [[ $(ns_procs) == 0 ]] || fail "container processes survive the runner"
+for _ in $(seq 100); do kill -0 "$slirp" 2>/dev/null || break; sleep 0.02; done
+checks=$((checks + 1)); ! kill -0 "$slirp" 2>/dev/null || fail "slirp4netns survives the runner"
 checks=$((checks + 1)); [[ -d $runs/c4 ]] || fail "the run dir of a killed runner is gone (gc has nothing to do)"
 rm -f "$runs/c4.out"
 run "$RT" gc --runs "$runs"

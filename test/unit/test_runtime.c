@@ -7,6 +7,7 @@
 #include <cmocka.h>
 
 #include "backends/runtime/runtime.h"
+#include "backends/runtime/internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -225,7 +226,7 @@ test_create_opts(void **state)
   assert_null(o.mounts[3].src);
   assert_int_equal(o.memory_mb, 512);
   assert_true(o.cpus > 1.49 && o.cpus < 1.51);
-  assert_true(o.net_none);
+  assert_int_equal(o.network, RT_NET_NONE);
   assert_int_equal(o.ppid, 42);
   assert_false(o.image_tmp); /* /tmp is a tmpfs unless asked */
   rt_create_opts_release(&o);
@@ -256,6 +257,22 @@ test_create_opts(void **state)
   assert_int_equal(err->code, CI_EUSAGE);
   assert_non_null(strstr(err->msg, "--rootfs copy"));
   ci_error_free(&err);
+  assert_int_equal(PARSE(rt_create_opts_parse, &o, &err, "--run-dir", "/r", "--layer", "/l0"),
+                   0);
+  assert_int_equal(o.network, RT_NET_HOST); /* the default */
+  assert_int_equal(o.netns_of, 0);
+  rt_create_opts_release(&o);
+  assert_int_equal(PARSE(rt_create_opts_parse, &o, &err, "--run-dir", "/r", "--layer", "/l0",
+                         "--network", "private", "--netns-of", "77"),
+                   0);
+  assert_int_equal(o.network, RT_NET_PRIVATE);
+  assert_int_equal(o.netns_of, 77);
+  rt_create_opts_release(&o);
+  /* Joining another container's network needs a namespace to share. */
+  assert_true(PARSE(rt_create_opts_parse, &o, &err, "--run-dir", "/r", "--layer", "/l0",
+                    "--netns-of", "77") < 0);
+  assert_non_null(strstr(err->msg, "--netns-of"));
+  ci_error_free(&err);
 
   static const char *const bad[][4] = {
       {"--layer", "/l", NULL},                   /* no run dir */
@@ -277,7 +294,7 @@ test_create_opts(void **state)
       {"--volume", "/a:/b:ro"}, {"--tmpfs", "x"},          {"--memory-mb", "-1"},
       {"--cpus", "abc"},        {"--network", "bridge"},   {"--ppid", "0"},
       {"--hostname", ""},       {"--bogus", "1"},          {"--rootfs", "fuse"},
-      {"--rootfs", ""}};
+      {"--rootfs", ""},         {"--netns-of", "x"}};
   for (size_t i = 0; i < CI_ARRAY_SIZE(bad_opts); i++) {
     char *argv[] = {"--run-dir", "/r", "--layer", "/l", (char *)bad_opts[i][0],
                     (char *)bad_opts[i][1], NULL};
@@ -291,6 +308,35 @@ test_create_opts(void **state)
   assert_true(rt_create_opts_parse(3, last, &o, &err) < 0);
   assert_non_null(strstr(err->msg, "needs a value"));
   ci_error_free(&err);
+}
+
+static void
+test_resolv_conf(void **state)
+{
+  (void)state;
+  struct ci_buf b = CI_BUF_INIT;
+  const char *lo = "# systemd-resolved\nnameserver 127.0.0.53\noptions edns0 trust-ad\n"
+                   "search example.org\n";
+  const char *mixed = "nameserver 127.0.0.1\nnameserver 192.0.2.53 # lab\n"
+                      "nameserver fd00::53\nsearch lab";
+  /* The host's network: the host's file as it is; none: nothing. */
+  rt__net_resolv_conf(&b, lo, RT_NET_HOST);
+  assert_string_equal(ci_buf_str(&b), lo);
+  ci_buf_reset(&b);
+  rt__net_resolv_conf(&b, lo, RT_NET_NONE);
+  assert_string_equal(ci_buf_str(&b), "");
+  /* private: a loopback resolver cannot be reached from the namespace: slirp's forwarder. */
+  rt__net_resolv_conf(&b, lo, RT_NET_PRIVATE);
+  assert_string_equal(ci_buf_str(&b), "# systemd-resolved\noptions edns0 trust-ad\n"
+                                      "search example.org\nnameserver 10.0.2.3\n");
+  ci_buf_reset(&b);
+  /* Reachable IPv4 resolvers are kept (and then no forwarder); loopback and IPv6 go. */
+  rt__net_resolv_conf(&b, mixed, RT_NET_PRIVATE);
+  assert_string_equal(ci_buf_str(&b), "nameserver 192.0.2.53 # lab\nsearch lab\n");
+  ci_buf_reset(&b);
+  rt__net_resolv_conf(&b, "", RT_NET_PRIVATE);
+  assert_string_equal(ci_buf_str(&b), "nameserver 10.0.2.3\n");
+  ci_buf_release(&b);
 }
 
 static void
@@ -485,7 +531,8 @@ main(void)
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_subid_find),   cmocka_unit_test(test_root_id_base),
       cmocka_unit_test(test_idmap_detect_files), cmocka_unit_test(test_user_resolve),
-      cmocka_unit_test(test_create_opts),  cmocka_unit_test(test_exec_opts),
+      cmocka_unit_test(test_create_opts),  cmocka_unit_test(test_resolv_conf),
+      cmocka_unit_test(test_exec_opts),
       cmocka_unit_test(test_file_opts),    cmocka_unit_test(test_rundir_remove),
       cmocka_unit_test(test_gc),
   };
