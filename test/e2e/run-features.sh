@@ -171,6 +171,9 @@ expect_out "Failed to upload artifacts: path is outside of CIRRUS_WORKING_DIR"
 checks=$((checks + 1)); [[ -z $(find "$p/arts" -type f 2>/dev/null) ]] || fail "hostile artifact stored"
 
 # --- additional containers answer on localhost (B44, B45)
+# On the host's network (builtin's default) a fixed port would collide with the tests that run
+# beside this one (ctest -j): one that is free now.
+svc=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 newproj <<'YML'
 task:
   container:
@@ -184,10 +187,10 @@ task:
         command: sh -c "mkdir -p /www && echo hello-from-service > /www/index.html && exec httpd -f -p 8080 -h /www"
   script: wget -qO- http://localhost:8080/index.html
 YML
-sed -i "s|IMAGE|$IMAGE|g" .cirrus.yml
+sed -i -e "s|IMAGE|$IMAGE|g" -e "s|8080|$svc|g" .cirrus.yml
 crun -v
 expect_rc 0 "additional container"
-expect_out "Waiting on port 8080..."
+expect_out "Waiting on port $svc..."
 expect_out "hello-from-service"
 expect_out "(clamped to the host)"
 # ... and are removed when the task fails too.
@@ -228,7 +231,14 @@ serve 127.0.0.1; lo_pid=$srv_pid lo=$srv_port
 checks=$((checks + 1)); [[ -n $pub && -n $lo ]] || fail "cannot start the host's test servers"
 # slirp4netns processes of ours (cirrus-runtime starts them with these options): none may
 # outlive a run.  Only those that were not there before count (other tests may run).
-slirps() { pgrep -f -- '^slirp4netns .*--exit-fd=4 [0-9]+ tap0$' | sort; }
+# Ours only: other tests run beside this one (ctest -j); a slirp4netns writes its log into the
+# run dir of the store it serves.
+slirps() {
+  local p
+  for p in $(pgrep -x slirp4netns); do
+    [[ $(readlink "/proc/$p/fd/1" 2>/dev/null) == "$CIRRUS_STORE"/* ]] && echo "$p"
+  done | sort
+}
 slirps_before=$(slirps)
 new_slirps() { comm -13 <(echo "$slirps_before") <(slirps); }
 newproj <<'YML'
@@ -247,7 +257,8 @@ task:
     - wget -qO- http://127.0.0.1:LO/host.txt || echo "no host loopback"
     - if [ -e /sys/class/net/tap0 ]; then wget -qO- http://10.0.2.2:LO/host.txt || echo "no host loopback through the gateway"; fi
 YML
-sed -i -e "s|IMAGE|$IMAGE|g" -e "s|HOSTIP|$hostip|" -e "s|PUB|$pub|" -e "s|LO/|$lo/|g" .cirrus.yml
+sed -i -e "s|IMAGE|$IMAGE|g" -e "s|HOSTIP|$hostip|" -e "s|PUB|$pub|" -e "s|LO/|$lo/|g" \
+  -e "s|8080|$svc|g" .cirrus.yml
 crun --container-network none
 expect_rc 0 "--container-network none"
 expect_out "interfaces: lo"$'\n' "none: only lo"
