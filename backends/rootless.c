@@ -1127,25 +1127,26 @@ rl_exec(struct backend *b, const char *id, const struct backend_exec_spec *spec,
   return exec_start(r, c, spec, on_output, on_exit, data);
 }
 
-/* A service container's main process: its output goes to the debug log. */
+/* A service container's main process: its output goes to the debug log.  Its callbacks own a
+ * copy of the name: the exec may end after its container was removed and freed. */
 static void
 service_output(void *data, int stream, const char *buf, size_t len)
 {
-  struct rl_container *c = data;
+  const char *hostname = data;
   (void)stream;
   if (ci_log_enabled(CI_LOG_DEBUG))
-    ci_log(CI_LOG_DEBUG, "%s: %.*s", c->hostname, (int)len, buf);
+    ci_log(CI_LOG_DEBUG, "%s: %.*s", hostname, (int)len, buf);
 }
 
 static void
 service_exit(void *data, const struct backend_exit *ex, const struct ci_error *err)
 {
-  struct rl_container *c = data;
-  (void)c;
+  char *hostname = data;
   if (err)
-    ci_log(CI_LOG_WARN, "service %s: %s", c->hostname, err->msg);
+    ci_log(CI_LOG_WARN, "service %s: %s", hostname, err->msg);
   else if (ex->signal != SIGKILL)
-    ci_log(CI_LOG_INFO, "service %s exited with status %d", c->hostname, ex->exit_code);
+    ci_log(CI_LOG_INFO, "service %s exited with status %d", hostname, ex->exit_code);
+  free(hostname);
 }
 
 static void
@@ -1153,8 +1154,11 @@ start_service(struct rl_container *c)
 {
   struct backend_exec_spec spec = {.argv = (const char *const *)c->service_argv,
                                    .env = &c->service_env};
-  if (exec_start(c->r, c, &spec, service_output, service_exit, c) < 0)
+  char *hostname = xstrdup(c->hostname);
+  if (exec_start(c->r, c, &spec, service_output, service_exit, hostname) < 0) {
     ci_log(CI_LOG_WARN, "cannot start the service of %s", c->hostname);
+    free(hostname);
+  }
 }
 
 /* ---- files ---- */
