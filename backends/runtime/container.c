@@ -748,6 +748,70 @@ spawn_init(struct child *c, int sp[2], int mp[2], struct ci_error **err)
   return -1;
 }
 
+/*
+ * The cgroup attach, from a child of the monitor: a v1 attach waits for an RCU grace period
+ * (~15-17 ms measured here), which then overlaps the id maps, the init's mounts and the
+ * caller's copy of the project instead of following them.  Returns the child's pid (-1 when
+ * it could not fork: the monitor attaches itself then); *fd reads its error message.
+ */
+static pid_t
+attach_async(const struct rt__cgroup *cg, pid_t pid, int *fd)
+{
+  int p[2];
+  if (pipe2(p, O_CLOEXEC) < 0)
+    return -1;
+  pid_t a = fork();
+  if (a == 0) {
+    close(p[0]);
+    struct ci_error *e = NULL;
+    if (rt__cgroup_attach(cg, pid, &e) < 0) {
+      if (write(p[1], e->msg, strlen(e->msg)) < 0) {
+        /* the monitor is gone */
+      }
+      _exit(1);
+    }
+    _exit(0);
+  }
+  close(p[1]);
+  if (a < 0) {
+    close(p[0]);
+    return -1;
+  }
+  *fd = p[0];
+  return a;
+}
+
+/* Wait for attach_async's child; < 0 with msg ("warning: limits not applied: ...") when the
+ * attach failed. */
+static int
+attach_wait(pid_t *attacher, int *fd, char *msg, size_t size)
+{
+  char why[512];
+  size_t n = 0;
+  for (ssize_t r; *fd >= 0 && n < sizeof why - 1;) {
+    r = read(*fd, why + n, sizeof why - 1 - n);
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r <= 0)
+      break;
+    n += (size_t)r;
+  }
+  why[n] = '\0';
+  if (*fd >= 0)
+    close(*fd);
+  *fd = -1;
+  int st = 0;
+  while (*attacher > 0 && waitpid(*attacher, &st, 0) < 0 && errno == EINTR) {
+  }
+  bool ok = *attacher > 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0;
+  *attacher = -1;
+  if (ok)
+    return 0;
+  snprintf(msg, size, "warning: limits not applied: %s",
+           n ? why : "the cgroup attach did not finish");
+  return -1;
+}
+
 int
 rt_create(const struct rt_create_opts *o, int ready_fd, int stop_fd, struct ci_error **err)
 {
@@ -761,7 +825,8 @@ rt_create(const struct rt_create_opts *o, int ready_fd, int stop_fd, struct ci_e
   int *src_fds = xcalloc(nm + 1, sizeof(int)), *tree_fds = xcalloc(nm + 1, sizeof(int));
   int *sent = xcalloc(nm + 1, sizeof(int));
   size_t nsent = 0;
-  pid_t pid = -1;
+  pid_t pid = -1, attacher = -1;
+  int attach_fd = -1;
   bool made = false;
   for (size_t i = 0; i < nm; i++)
     src_fds[i] = tree_fds[i] = -1;
@@ -831,6 +896,8 @@ rt_create(const struct rt_create_opts *o, int ready_fd, int stop_fd, struct ci_e
   pid = spawn_init(&c, sp, mp, err);
   if (pid < 0)
     goto out;
+  if (cg.n)
+    attacher = attach_async(&cg, pid, &attach_fd);
   if (!o->netns_of && rt_idmap_apply(&m, pid, err) < 0)
     goto out;
   if (rt__net_start(&net, o, dirfd, pid, err) < 0)
@@ -868,16 +935,19 @@ rt_create(const struct rt_create_opts *o, int ready_fd, int stop_fd, struct ci_e
     dup2(null, ready_fd);
     close(null);
   }
-  /* Into the cgroups now (a v1 attach waits ~15 ms for RCU), while the caller copies the
-   * project in; the init serves execs only after 'C'. */
-  struct ci_error *cg_err = NULL;
-  if (cg.n && rt__cgroup_attach(&cg, pid, &cg_err) < 0) {
-    if (o->warn) {
-      char msg[600];
+  /* The init serves execs only after 'C': once it is in its cgroups. */
+  if (cg.n) {
+    char msg[600];
+    struct ci_error *cg_err = NULL;
+    if (attacher > 0) {
+      if (attach_wait(&attacher, &attach_fd, msg, sizeof msg) < 0 && o->warn)
+        o->warn(msg, o->warn_data);
+    } else if (rt__cgroup_attach(&cg, pid, &cg_err) < 0) { /* could not fork: here, then */
       snprintf(msg, sizeof msg, "warning: limits not applied: %s", cg_err->msg);
-      o->warn(msg, o->warn_data);
+      if (o->warn)
+        o->warn(msg, o->warn_data);
+      ci_error_free(&cg_err);
     }
-    ci_error_free(&cg_err);
   }
   if (write(sp[0], "C", 1) != 1) {
     /* the init died: the loop below sees it */
@@ -924,6 +994,10 @@ rt_create(const struct rt_create_opts *o, int ready_fd, int stop_fd, struct ci_e
   ret = 0;
 
 out:
+  if (attacher > 0) {
+    char msg[600];
+    attach_wait(&attacher, &attach_fd, msg, sizeof msg);
+  }
   if (pid > 0) {
     kill(pid, SIGKILL);
     while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
