@@ -168,6 +168,36 @@ out:
   return ret;
 }
 
+/* The data of the file at path (size bytes, as its header said) into w. */
+static int
+copy_data(struct archive *w, const char *path, la_int64_t size, struct ci_error **err)
+{
+  cleanup_close int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0)
+    return ci_error_make(err, -errno, "%s: %s", path, strerror(errno));
+  char buf[65536];
+  la_int64_t left = size;
+  while (left > 0) {
+    ssize_t n = read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      break;
+    if (n > left)
+      n = (ssize_t)left;
+    if (la.archive_write_data(w, buf, (size_t)n) < 0)
+      return ci_error_make(err, CI_EFAIL, "%s: %s", path, la.archive_error_string(w));
+    left -= n;
+  }
+  memset(buf, 0, sizeof buf);
+  while (left > 0) { /* shrank meanwhile: keep the archive valid */
+    size_t n = left > (la_int64_t)sizeof buf ? sizeof buf : (size_t)left;
+    la.archive_write_data(w, buf, n);
+    left -= (la_int64_t)n;
+  }
+  return 0;
+}
+
 int
 rt_copy_out(const struct rt_file_opts *o, struct ci_error **err)
 {
@@ -228,36 +258,8 @@ rt_copy_out(const struct rt_file_opts *o, struct ci_error **err)
     }
     if (la.archive_entry_filetype(e) == AE_IFREG && la.archive_entry_size(e) > 0) {
       const char *src = la.archive_entry_sourcepath(e);
-      int ffd = open(src ? src : p, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-      if (ffd < 0) {
-        ret = ci_error_make(err, -errno, "%s: %s", p, strerror(errno));
+      if ((ret = copy_data(w, src ? src : p, la.archive_entry_size(e), err)) < 0)
         goto out;
-      }
-      char buf[65536];
-      la_int64_t left = la.archive_entry_size(e);
-      while (left > 0) {
-        ssize_t n = read(ffd, buf, sizeof buf);
-        if (n < 0 && errno == EINTR)
-          continue;
-        if (n <= 0)
-          break;
-        if (n > left)
-          n = (ssize_t)left;
-        if (la.archive_write_data(w, buf, (size_t)n) < 0) {
-          close(ffd);
-          ret = ci_error_make(err, CI_EFAIL, "%s: %s", o->tar, la.archive_error_string(w));
-          goto out;
-        }
-        left -= n;
-      }
-      close(ffd);
-      /* A file that shrank meanwhile: pad with zeros to keep the archive valid. */
-      memset(buf, 0, sizeof buf);
-      while (left > 0) {
-        size_t n = left > (la_int64_t)sizeof buf ? sizeof buf : (size_t)left;
-        la.archive_write_data(w, buf, n);
-        left -= (la_int64_t)n;
-      }
     }
   }
   if (la.archive_write_close(w) != ARCHIVE_OK)
@@ -366,34 +368,6 @@ write_empty(struct archive *w, const char *name, struct ci_error **err)
   return 0;
 }
 
-static int
-copy_data(struct archive *w, const char *path, la_int64_t size, struct ci_error **err)
-{
-  cleanup_close int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-  if (fd < 0)
-    return ci_error_make(err, -errno, "%s: %s", path, strerror(errno));
-  char buf[65536];
-  la_int64_t left = size;
-  while (left > 0) {
-    ssize_t n = read(fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n <= 0)
-      break;
-    if (n > left)
-      n = (ssize_t)left;
-    if (la.archive_write_data(w, buf, (size_t)n) < 0)
-      return ci_error_make(err, CI_EFAIL, "%s: %s", path, la.archive_error_string(w));
-    left -= n;
-  }
-  memset(buf, 0, sizeof buf);
-  while (left > 0) { /* shrank meanwhile: keep the archive valid */
-    size_t n = left > (la_int64_t)sizeof buf ? sizeof buf : (size_t)left;
-    la.archive_write_data(w, buf, n);
-    left -= (la_int64_t)n;
-  }
-  return 0;
-}
 
 /* Join only the user namespace of pid's container and become its root. */
 static int
