@@ -44,6 +44,7 @@ usage(void)
         "                             [--network host|none|private [--netns-of PID]]\n"
         "                             [--image-tmp] [--ppid PID]\n"
         "                             [--rootfs auto|overlay|fuse-overlayfs|copy]\n"
+        "                             [--seccomp default|unconfined]\n"
         "       cirrus-runtime exec --run-dir DIR [--pid PID] [--cwd DIR] [--user USER]\n"
         "                           [--env K=V]... [--ppid PID] -- ARGV...\n"
         "       cirrus-runtime cp-in --pid PID [--ppid PID] TARFILE\n"

@@ -11,11 +11,12 @@ set -euo pipefail
 
 build=(gcc make cmake pkg-config git ca-certificates
        libyaml-dev libjansson-dev libcurl4-openssl-dev libgit2-dev libuv1-dev
-       libpcre2-dev libssl-dev libarchive-dev)
+       libpcre2-dev libssl-dev libarchive-dev libseccomp-dev)
 # What the built-in backend runs: fuse-overlayfs is its root file system where the kernel
 # refuses overlayfs (see backends/runtime/README.md); without it such containers get a copy.
-# slirp4netns gives --container-network private its outbound access.
-runtime=(fuse-overlayfs slirp4netns)
+# slirp4netns gives --container-network private its outbound access.  libseccomp2 compiles
+# the steps' default seccomp filter (cirrus-runtime dlopens it; libseccomp-dev above: its header).
+runtime=(fuse-overlayfs slirp4netns libseccomp2)
 test=(clang libclang-rt-14-dev libcmocka-dev python3 libxml2-utils graphviz tmux zsh fish man-db)
 
 want=("${build[@]}" "${runtime[@]}")

@@ -66,7 +66,7 @@ TOOLCHAIN_BINS=(gcc clang make ccache cppcheck clang-format git redis-server red
 # .cirrus.yml.
 DEV_PKGS=("${TOOLCHAIN_PKGS[@]}" cmake pkg-config libyaml-dev libjansson-dev
       libcurl4-openssl-dev libgit2-dev libuv1-dev libpcre2-dev libssl-dev libarchive-dev
-      libcmocka-dev libclang-rt-14-dev man-db graphviz zsh fish)
+      libseccomp-dev libcmocka-dev libclang-rt-14-dev man-db graphviz zsh fish)
 DEV_BINS=("${TOOLCHAIN_BINS[@]}" cmake pkg-config man dot zsh fish)
 # Changing this recipe (the tar options, what is removed) changes the key too.
 RECIPE=cirrus-examples-1

@@ -32,6 +32,7 @@
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <grp.h>
+#include <linux/filter.h>
 #include <unistd.h>
 
 /* ---------------------------------------------------------------- the container's side */
@@ -54,6 +55,7 @@ struct child {
   int *src_fds; /* per mount: O_PATH of the host source, or -1 */
   int *tree_fds; /* per mount: an idmapped detached tree from the monitor, or -1 */
   int listen_fd; /* the exec socket (RT__EXEC_SOCK in the run dir) */
+  const struct sock_fprog *filter; /* the steps' seccomp filter (built by the monitor), or NULL */
 };
 
 static void __attribute__((noreturn, format(printf, 2, 3)))
@@ -491,7 +493,7 @@ init_loop(struct child *c)
         continue;
       pid_t p = fork();
       if (p == 0)
-        rt__exec_session(conn, single);
+        rt__exec_session(conn, single, c->filter);
       if (p < 0) {
         char line[96];
         int ll = snprintf(line, sizeof line, "F 1 cannot fork: %s\n", strerror(errno));
@@ -828,6 +830,7 @@ rt_create(const struct rt_create_opts *o, int ready_fd, int stop_fd, struct ci_e
   pid_t pid = -1, attacher = -1;
   int attach_fd = -1;
   bool made = false;
+  struct sock_fprog filter = {0, NULL};
   for (size_t i = 0; i < nm; i++)
     src_fds[i] = tree_fds[i] = -1;
 
@@ -864,6 +867,9 @@ rt_create(const struct rt_create_opts *o, int ready_fd, int stop_fd, struct ci_e
       }
     }
   }
+  /* Once, here: the init inherits the compiled filter and each step loads it (seccomp.c). */
+  if (o->seccomp == RT_SECCOMP_DEFAULT && rt__seccomp_build(&filter, err) < 0)
+    goto out;
   if (o->memory_mb || o->cpus > 0) {
     const char *base = strrchr(o->run_dir, '/');
     int r = geteuid() == 0 ? rt__cgroup_setup(base + 1, o->memory_mb, o->cpus, &cg, err) : 0;
@@ -892,7 +898,7 @@ rt_create(const struct rt_create_opts *o, int ready_fd, int stop_fd, struct ci_e
   sigaddset(&set, SIGHUP);
   sigaddset(&set, SIGCHLD);
   sigprocmask(SIG_BLOCK, &set, &old);
-  struct child c = {o, &m, sp[1], mp[1], src_fds, tree_fds, -1};
+  struct child c = {o, &m, sp[1], mp[1], src_fds, tree_fds, -1, filter.filter ? &filter : NULL};
   pid = spawn_init(&c, sp, mp, err);
   if (pid < 0)
     goto out;
@@ -1012,6 +1018,7 @@ out:
   free(src_fds);
   free(tree_fds);
   free(sent);
+  free(filter.filter);
   rt__cgroup_remove(&cg);
   if (made) {
     struct ci_error *e2 = NULL;

@@ -36,6 +36,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include <linux/close_range.h>
+#include <linux/filter.h>
 
 #define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -111,7 +112,8 @@ env_get(const struct ci_strv *env, const char *key)
 }
 
 static void __attribute__((noreturn))
-exec_child(const struct rt_exec_opts *o, const struct rt_user *u, bool single, int rfd)
+exec_child(const struct rt_exec_opts *o, const struct rt_user *u, bool single,
+           const struct sock_fprog *filter, int rfd)
 {
   sigset_t none;
   sigemptyset(&none);
@@ -128,6 +130,10 @@ exec_child(const struct rt_exec_opts *o, const struct rt_user *u, bool single, i
   if (null > 0)
     close(null);
   close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
+  /* While still root in the user namespace: a process that switched to another user needs
+   * NO_NEW_PRIVS to load a filter, which would break the image's setuid programs. */
+  if (filter && rt__seccomp_apply(filter) < 0)
+    child_report(rfd, 1, "cannot load the seccomp filter", "", errno);
   if (setgroups(u->n_groups, u->groups) < 0 && !(single && errno == EPERM))
     child_report(rfd, 1, "cannot set supplementary groups", "", errno);
   if (setresgid(u->gid, u->gid, u->gid) < 0)
@@ -264,7 +270,7 @@ recv_request(int conn, struct rt_exec_opts *o, int fds[2])
 }
 
 void
-rt__exec_session(int conn, bool single)
+rt__exec_session(int conn, bool single, const struct sock_fprog *filter)
 {
   struct rt_exec_opts o = {0};
   int fds[2] = {-1, -1};
@@ -281,7 +287,7 @@ rt__exec_session(int conn, bool single)
   }
   if (dup2(fds[0], 1) < 0 || dup2(fds[1], 2) < 0)
     child_report(conn, 1, "cannot set up the output", "", errno);
-  exec_child(&o, &u, single, conn);
+  exec_child(&o, &u, single, filter, conn);
 }
 
 /* ---------------------------------------------------------------- the client */

@@ -11,11 +11,21 @@
  * chroot to its root and become root (0:0) inside.  Single-threaded callers only. */
 int rt__join(pid_t pid, bool with_pid, struct ci_error **err);
 
+struct sock_fprog;
+/* The default seccomp filter (seccomp.c): rt__seccomp_build compiles it with libseccomp
+ * (dlopen'ed) into *out (out->filter owned); rt__seccomp_apply loads it into the calling
+ * process, which must hold CAP_SYS_ADMIN in its user namespace (no NO_NEW_PRIVS is set);
+ * -1 with errno. */
+int rt__seccomp_build(struct sock_fprog *out, struct ci_error **err);
+int rt__seccomp_apply(const struct sock_fprog *prog);
+
 /* The init's exec socket, in the run dir. */
 #define RT__EXEC_SOCK "exec.sock"
 /* Serve one exec request on conn (a connection to the init's exec socket) in a process forked
- * by the init: fork the process, wait, reply; see exec.c.  single: a single id mapping. */
-void rt__exec_session(int conn, bool single) __attribute__((noreturn));
+ * by the init: fork the process, wait, reply; see exec.c.  single: a single id mapping;
+ * filter: the seccomp filter the process gets before it switches user, or NULL. */
+void rt__exec_session(int conn, bool single, const struct sock_fprog *filter)
+    __attribute__((noreturn));
 
 /* cgroups (root only): one per controller, named after the run dir. */
 struct rt__cgroup {

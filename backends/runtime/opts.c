@@ -107,7 +107,8 @@ rt_create_opts_parse(int argc, char **argv, struct rt_create_opts *o, struct ci_
     if (!strcmp(a, "--run-dir") || !strcmp(a, "--layer") || !strcmp(a, "--hostname") ||
         !strcmp(a, "--mount") || !strcmp(a, "--volume") || !strcmp(a, "--tmpfs") ||
         !strcmp(a, "--memory-mb") || !strcmp(a, "--cpus") || !strcmp(a, "--network") ||
-        !strcmp(a, "--netns-of") || !strcmp(a, "--ppid") || !strcmp(a, "--rootfs")) {
+        !strcmp(a, "--netns-of") || !strcmp(a, "--ppid") || !strcmp(a, "--rootfs") ||
+        !strcmp(a, "--seccomp")) {
       if (!(v = value(argc, argv, &i, err)))
         goto fail;
     } else {
@@ -176,6 +177,11 @@ rt_create_opts_parse(int argc, char **argv, struct rt_create_opts *o, struct ci_
     } else if (!strcmp(a, "--ppid")) {
       if (parse_pid(a, v, &o->ppid, err) < 0)
         goto fail;
+    } else if (!strcmp(a, "--seccomp")) {
+      if (rt_seccomp_parse(v, &o->seccomp) < 0) {
+        ci_error_make(err, CI_EUSAGE, "--seccomp: expected default or unconfined, not '%s'", v);
+        goto fail;
+      }
     } else if (!strcmp(a, "--rootfs")) {
       if (rt_rootfs_parse(v, &o->rootfs) < 0) {
         ci_error_make(err, CI_EUSAGE,

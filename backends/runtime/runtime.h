@@ -119,6 +119,31 @@ enum rt_network {
   RT_NET_PRIVATE,
 };
 
+/* --seccomp: the steps' seccomp filter (seccomp.c): the default deny-list, or none. */
+enum rt_seccomp {
+  RT_SECCOMP_DEFAULT = 0,
+  RT_SECCOMP_UNCONFINED,
+};
+
+/* "default", "unconfined" -> *out; -1 for anything else. */
+int rt_seccomp_parse(const char *s, enum rt_seccomp *out);
+const char *rt_seccomp_name(enum rt_seccomp s);
+
+/* The default filter, as data (also for the OCI bundle's linux.seccomp, runner/bundle.c):
+ * these syscalls fail with EPERM (NULL-terminated; names libseccomp resolves per
+ * architecture) ... */
+extern const char *const rt_seccomp_denied[];
+/* ... and so does personality(a0) when a0 > RT_SECCOMP_PERSONA_MAX or, for one of the rules,
+ * (a0 & mask) == value: every persona but 0, 8, 0x20000, 0x20008 and the query 0xffffffff. */
+#define RT_SECCOMP_PERSONA_MAX UINT64_C(0xffffffff)
+#define RT_SECCOMP_PERSONA_RULES 32
+struct rt_seccomp_masked {
+  uint64_t mask, value;
+};
+size_t rt_seccomp_persona_rules(struct rt_seccomp_masked out[RT_SECCOMP_PERSONA_RULES]);
+/* Whether the rules above deny personality(a0). */
+bool rt_seccomp_persona_denied(uint64_t a0);
+
 struct rt_create_opts {
   char *run_dir;         /* owned */
   struct ci_strv layers; /* bottom first */
@@ -131,6 +156,7 @@ struct rt_create_opts {
   enum rt_network network; /* --network */
   pid_t netns_of;     /* --netns-of PID: join that container's user and network namespaces
                          (a task's containers share one; needs --network none or private) */
+  enum rt_seccomp seccomp; /* --seccomp */
   bool image_tmp;     /* --image-tmp: /tmp as the image has it, no tmpfs (image builds: what a
                          COPY put there is seen, what a RUN writes there is kept) */
   pid_t ppid;         /* 0 = not checked */

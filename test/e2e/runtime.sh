@@ -23,6 +23,9 @@ if [[ ${CIRRUS_RT_INNER:-} != 1 ]]; then
   install -m 0755 "$RT" "$dir/cirrus-runtime"
   install -m 0755 "$IMG_TOOL" "$dir/img_tool"
   install -m 0755 "$here/runtime.sh" "$here/lib.sh" "$dir/"
+  # What the seccomp filter lets a step do (static: the busybox image has no libc).
+  ${CC:-cc} -static -O2 -o "$dir/seccomp_probe" "$here/seccomp_probe.c" ||
+    { echo "FAIL: cannot build seccomp_probe.c (cc -static)" >&2; exit 1; }
   # A runs dir on an overlay mount: the kernel refuses it as an upper dir (a real refusal for
   # --rootfs auto to fall back from).
   mkdir -p "$dir/ovl/l" "$dir/ovl/u" "$dir/ovl/w" "$dir/ovl-runs"
@@ -294,6 +297,43 @@ checks=$((checks + 1)); [[ $(ns_procs) == 1 ]] || fail "expected only the init i
 stop_container
 checks=$((checks + 1)); [[ ! -e $rdir ]] || fail "run dir left after teardown: $(ls -la "$rdir")"
 checks=$((checks + 1)); [[ $(ns_procs) == 0 ]] || fail "processes left after teardown"
+
+# seccomp: the default filter denies what a user namespace does not isolate (EPERM), on the
+# i386 ABI too (int 0x80); --seccomp unconfined lets the same calls through to the kernel.
+# Namespaces and mounts stay allowed (a step may run containers); so do other users' steps.
+start_container s1 --mount "$here/seccomp_probe:/seccomp_probe:ro"
+X -- sh -c 'grep "^Seccomp:" /proc/self/status; /seccomp_probe'
+expect_rc 0 "seccomp_probe under the default filter"
+for want in "Seccomp:	2" keyctl=EPERM keyctl_i386=EPERM reboot=EPERM reboot_i386=EPERM \
+  personality_no_randomize=EPERM personality_query=ok personality_linux32=ok; do
+  expect_out "$want" "default seccomp filter"
+done
+X -- sh -c 'grep "^Seccomp:" /proc/1/status'
+expect_out "Seccomp:	0" "the init is not filtered"
+X -- sh -c 'unshare -U -r id -u && unshare -m sh -c "mount -t tmpfs nested /tmp && grep -c \" /tmp .* nested \" /proc/self/mountinfo"'
+expect_rc 0 "unshare and mount under the default filter"
+checks=$((checks + 1)); [[ $out == $'0\n1' ]] || fail "unshare/mount under the default filter: '$out'"
+if [[ $MODE != single ]]; then
+  X --user 1000 -- sh -c 'id -u; grep "^Seccomp:" /proc/self/status; grep NoNewPrivs /proc/self/status'
+  expect_rc 0 "a step of user 1000 under the default filter"
+  expect_out "Seccomp:	2" "user 1000's step is filtered"
+  expect_out "NoNewPrivs:	0" "no NO_NEW_PRIVS (setuid programs keep working)"
+fi
+stop_container
+start_container s2 --seccomp unconfined --mount "$here/seccomp_probe:/seccomp_probe:ro"
+X -- sh -c 'grep "^Seccomp:" /proc/self/status; /seccomp_probe'
+expect_rc 0 "seccomp_probe unconfined"
+for want in "Seccomp:	0" reboot=EINVAL reboot_i386=EINVAL personality_no_randomize=ok; do
+  expect_out "$want" "--seccomp unconfined"
+done
+checks=$((checks + 1)); [[ $out != *keyctl=EPERM* && $out != *keyctl_i386=EPERM* ]] ||
+  fail "--seccomp unconfined: keyctl still denied"
+stop_container
+mkdir -m 0700 "$runs/s3"
+run "$RT" create --run-dir "$runs/s3" "${layers[@]}" --seccomp none </dev/null
+expect_rc 1 "--seccomp none"
+expect_err "--seccomp: expected default or unconfined, not 'none'"
+rmdir "$runs/s3"
 checks=$((checks + 1)); ! grep -q "$runs" /proc/self/mountinfo || fail "mounts left after teardown"
 checks=$((checks + 1)); [[ ! -s $TMPROOT/c1.err || $MODE == single ]] || fail "create wrote: $(cat "$TMPROOT/c1.err")"
 if [[ $MODE == single ]]; then

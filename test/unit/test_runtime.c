@@ -199,6 +199,44 @@ test_user_resolve(void **state)
 #define PARSE(fn, o, err, ...) fn(ARGC(__VA_ARGS__), ARGV(__VA_ARGS__), o, err)
 #define FPARSE(which, o, err, ...) rt_file_opts_parse(which, ARGC(__VA_ARGS__), ARGV(__VA_ARGS__), o, err)
 
+/* The default filter's personality rules deny exactly what Docker's profile does not allow:
+ * every persona but 0, PER_LINUX32, UNAME26, both, and the query 0xffffffff. */
+static void
+test_seccomp_personality(void **state)
+{
+  (void)state;
+  static const uint64_t allowed[] = {0, 0x8, 0x20000, 0x20008, 0xffffffff};
+  for (size_t i = 0; i < CI_ARRAY_SIZE(allowed); i++)
+    assert_false(rt_seccomp_persona_denied(allowed[i]));
+  /* ADDR_NO_RANDOMIZE 0x40000, READ_IMPLIES_EXEC 0x400000, MMAP_PAGE_ZERO 0x100000 */
+  static const uint64_t denied[] = {1,          7,          9,          0x10,        0x40000,
+                                    0x400000,   0x100000,   0x40008,    0x20001,     0x20007,
+                                    0x20009,    0x1ffff,    0x7fffffff, 0x80000000,  0xfffffff7,
+                                    0xfffdffff, 0xfffdfff7, 0xfffffffe, 0x100000000, UINT64_MAX};
+  for (size_t i = 0; i < CI_ARRAY_SIZE(denied); i++)
+    assert_true(rt_seccomp_persona_denied(denied[i]));
+  /* Every single bit and every pair of bits below 2^32. */
+  for (unsigned a = 0; a < 32; a++) {
+    for (unsigned b = a; b < 32; b++) {
+      uint64_t v = (UINT64_C(1) << a) | (UINT64_C(1) << b);
+      bool ok = v == 0x8 || v == 0x20000 || v == 0x20008;
+      assert_int_equal(rt_seccomp_persona_denied(v), !ok);
+      assert_int_equal(rt_seccomp_persona_denied(~v & 0xffffffff), (~v & 0xffffffff) != 0);
+    }
+  }
+  /* The names the filter and the bundle use: no duplicates, none of what stays allowed. */
+  size_t n = 0;
+  for (const char *const *p = rt_seccomp_denied; *p; p++, n++) {
+    for (const char *const *q = p + 1; *q; q++)
+      assert_string_not_equal(*p, *q);
+    static const char *const kept[] = {"clone",   "clone3",     "unshare",     "setns", "mount",
+                                       "umount2", "pivot_root", "personality", "ptrace"};
+    for (size_t k = 0; k < CI_ARRAY_SIZE(kept); k++)
+      assert_string_not_equal(*p, kept[k]);
+  }
+  assert_true(n > 30);
+}
+
 static void
 test_create_opts(void **state)
 {
@@ -251,6 +289,27 @@ test_create_opts(void **state)
     assert_string_equal(rt_rootfs_name(o.rootfs), drivers[i].v); /* what rootless.c passes */
     rt_create_opts_release(&o);
   }
+  /* --seccomp: the default filter unless asked; a bad value names the allowed ones. */
+  assert_int_equal(PARSE(rt_create_opts_parse, &o, &err, "--run-dir", "/r", "--layer", "/l0"), 0);
+  assert_int_equal(o.seccomp, RT_SECCOMP_DEFAULT);
+  rt_create_opts_release(&o);
+  static const char *const profiles[] = {"default", "unconfined"};
+  for (size_t i = 0; i < CI_ARRAY_SIZE(profiles); i++) {
+    assert_int_equal(PARSE(rt_create_opts_parse, &o, &err, "--run-dir", "/r", "--layer", "/l0",
+                           "--seccomp", (char *)profiles[i]),
+                     0);
+    assert_int_equal(o.seccomp, i == 0 ? RT_SECCOMP_DEFAULT : RT_SECCOMP_UNCONFINED);
+    assert_string_equal(rt_seccomp_name(o.seccomp), profiles[i]); /* what rootless.c passes */
+    rt_create_opts_release(&o);
+  }
+  assert_true(PARSE(rt_create_opts_parse, &o, &err, "--run-dir", "/r", "--layer", "/l0",
+                    "--seccomp", "none") < 0);
+  assert_string_equal(err->msg, "--seccomp: expected default or unconfined, not 'none'");
+  ci_error_free(&err);
+  assert_true(
+      PARSE(rt_create_opts_parse, &o, &err, "--run-dir", "/r", "--layer", "/l0", "--seccomp") < 0);
+  assert_string_equal(err->msg, "--seccomp needs a value");
+  ci_error_free(&err);
   /* An image build diffs the upper layer, which a copy does not have. */
   assert_true(PARSE(rt_create_opts_parse, &o, &err, "--image-tmp", "--run-dir", "/r", "--layer",
                     "/l0", "--rootfs", "copy") < 0);
@@ -529,11 +588,16 @@ int
 main(void)
 {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_subid_find),   cmocka_unit_test(test_root_id_base),
-      cmocka_unit_test(test_idmap_detect_files), cmocka_unit_test(test_user_resolve),
-      cmocka_unit_test(test_create_opts),  cmocka_unit_test(test_resolv_conf),
+      cmocka_unit_test(test_subid_find),
+      cmocka_unit_test(test_root_id_base),
+      cmocka_unit_test(test_idmap_detect_files),
+      cmocka_unit_test(test_user_resolve),
+      cmocka_unit_test(test_create_opts),
+      cmocka_unit_test(test_seccomp_personality),
+      cmocka_unit_test(test_resolv_conf),
       cmocka_unit_test(test_exec_opts),
-      cmocka_unit_test(test_file_opts),    cmocka_unit_test(test_rundir_remove),
+      cmocka_unit_test(test_file_opts),
+      cmocka_unit_test(test_rundir_remove),
       cmocka_unit_test(test_gc),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
