@@ -68,6 +68,7 @@ struct rootless {
   void *closed_data;
   char ppid[24];
   const char *rootfs;     /* $CIRRUS_ROOTFS for create's --rootfs (static), NULL = auto */
+  const char *seccomp;    /* $CIRRUS_SECCOMP for create's --seccomp (static), NULL = default */
   struct rl_clean *bg_gc; /* the gc open started, while it runs (a clean takes it over) */
 };
 
@@ -925,6 +926,10 @@ rl_container_create(struct backend *b, const struct backend_container_spec *spec
   if (r->rootfs) {
     argv_add(&a, "--rootfs");
     argv_add(&a, r->rootfs);
+  }
+  if (r->seccomp) {
+    argv_add(&a, "--seccomp");
+    argv_add(&a, r->seccomp);
   }
   for (size_t i = 0; i < spec->nmounts; i++) {
     argv_add(&a, "--mount");
@@ -1851,6 +1856,13 @@ rootless_open(uv_loop_t *loop, const struct backend_options *opts, struct backen
     return ci_error_make(err, CI_EUSAGE,
                          "CIRRUS_ROOTFS must be auto, overlay, fuse-overlayfs or copy, not '%s'",
                          rootfs);
+  /* The steps' seccomp filter: the default deny-list unless asked (like Docker's
+   * --security-opt seccomp=unconfined). */
+  const char *seccomp = getenv("CIRRUS_SECCOMP");
+  enum rt_seccomp profile = RT_SECCOMP_DEFAULT;
+  if (seccomp && *seccomp && rt_seccomp_parse(seccomp, &profile) < 0)
+    return ci_error_make(err, CI_EUSAGE, "CIRRUS_SECCOMP must be default or unconfined, not '%s'",
+                         seccomp);
   cleanup_free char *helper = rootless_helper_path();
   if (!helper)
     return ci_error_make(err, -ENOENT,
@@ -1877,6 +1889,7 @@ rootless_open(uv_loop_t *loop, const struct backend_options *opts, struct backen
   uv_mutex_init(&r->store_lock);
   snprintf(r->ppid, sizeof r->ppid, "%ld", (long)getpid());
   r->rootfs = driver == RT_ROOTFS_AUTO ? NULL : rt_rootfs_name(driver);
+  r->seccomp = profile == RT_SECCOMP_DEFAULT ? NULL : rt_seccomp_name(profile);
   long cpus = sysconf(_SC_NPROCESSORS_ONLN);
   long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
   r->base.host_cpus = cpus > 0 ? (unsigned)cpus : 0;

@@ -54,7 +54,9 @@ const struct cli_command cli_commands[] = {
      "\n"
      "On the builtin backend $CIRRUS_ROOTFS says how a container's root file system is made:\n"
      "auto (the default: kernel overlayfs, else fuse-overlayfs, else a copy of the image, with\n"
-     "a warning), overlay, fuse-overlayfs or copy.\n",
+     "a warning), overlay, fuse-overlayfs or copy.  $CIRRUS_SECCOMP=unconfined runs its steps\n"
+     "without the default seccomp filter (default: syscalls a user namespace does not isolate,\n"
+     "such as keyctl, reboot, swapon, kexec_load, bpf, fail with EPERM).\n",
      cli_cmd_run},
     {"validate", "check a configuration and show what its tasks resolve to",
      "cirrus validate [options]",

@@ -408,6 +408,23 @@ YML
   expect_err "CIRRUS_ROOTFS must be auto, overlay, fuse-overlayfs or copy, not 'fuse'"
 fi
 
+# --- builtin: steps run under the default seccomp filter; $CIRRUS_SECCOMP=unconfined lifts it
+if [[ $BACKEND == builtin ]]; then
+  newproj <<'YML'
+seccomp_task:
+  script: grep '^Seccomp:' /proc/self/status
+YML
+  crun
+  expect_rc 0 "default seccomp"
+  expect_out "Seccomp:	2" "a step under the default seccomp filter"
+  CIRRUS_SECCOMP=unconfined crun
+  expect_rc 0 "CIRRUS_SECCOMP=unconfined"
+  expect_out "Seccomp:	0" "CIRRUS_SECCOMP=unconfined"
+  CIRRUS_SECCOMP=off crun
+  expect_rc 1 "CIRRUS_SECCOMP=off"
+  expect_err "CIRRUS_SECCOMP must be default or unconfined, not 'off'"
+fi
+
 # --- --export-bundle: a failed task's container as an OCI runtime bundle that runc runs
 newproj <<'YML'
 task:
