@@ -1,6 +1,8 @@
 /* runner/bundle.c - a task's container as an OCI runtime bundle.  See bundle.h. */
 #include "bundle.h"
 
+#include "backends/runtime/runtime.h"
+
 #include <archive.h>
 #include <archive_entry.h>
 #include <errno.h>
@@ -147,6 +149,41 @@ id_map(unsigned host)
 
 /* config.json: what `runc spec` writes, with the task's process, and for an unprivileged
  * caller what `runc spec --rootless` changes (a user namespace, no gid=5 on devpts, /sys bound). */
+/* The built-in runtime's default seccomp filter (backends/runtime/seccomp.c) as an OCI
+ * linux.seccomp: everything allowed but the deny-list and the personas, EPERM. */
+static json_t *
+seccomp_json(void)
+{
+#if defined(__x86_64__)
+  static const char *const arches[] = {"SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32",
+                                       NULL};
+#elif defined(__aarch64__)
+  static const char *const arches[] = {"SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM", NULL};
+#else
+  static const char *const arches[] = {NULL}; /* the native one only */
+#endif
+  json_t *calls = json_array();
+  json_array_append_new(calls, json_pack("{s:o, s:s, s:i}", "names", strings(rt_seccomp_denied),
+                                         "action", "SCMP_ACT_ERRNO", "errnoRet", EPERM));
+  json_t *gt = json_pack("{s:i, s:I, s:s}", "index", 0, "value",
+                         (json_int_t)RT_SECCOMP_PERSONA_MAX, "op", "SCMP_CMP_GT");
+  json_array_append_new(calls, json_pack("{s:[s], s:s, s:i, s:[o]}", "names", "personality",
+                                         "action", "SCMP_ACT_ERRNO", "errnoRet", EPERM, "args",
+                                         gt));
+  struct rt_seccomp_masked m[RT_SECCOMP_PERSONA_RULES];
+  size_t n = rt_seccomp_persona_rules(m);
+  for (size_t i = 0; i < n; i++) {
+    /* SCMP_CMP_MASKED_EQ: value is the mask, valueTwo what the masked argument must be */
+    json_t *arg = json_pack("{s:i, s:I, s:I, s:s}", "index", 0, "value", (json_int_t)m[i].mask,
+                            "valueTwo", (json_int_t)m[i].value, "op", "SCMP_CMP_MASKED_EQ");
+    json_array_append_new(calls, json_pack("{s:[s], s:s, s:i, s:[o]}", "names", "personality",
+                                           "action", "SCMP_ACT_ERRNO", "errnoRet", EPERM,
+                                           "args", arg));
+  }
+  return json_pack("{s:s, s:o, s:o}", "defaultAction", "SCMP_ACT_ALLOW", "architectures",
+                   strings(arches), "syscalls", calls);
+}
+
 static json_t *
 config_json(const struct bundle_spec *b)
 {
@@ -219,6 +256,9 @@ config_json(const struct bundle_spec *b)
                                    "/proc/sys",       "/proc/sysrq-trigger", NULL};
   json_object_set_new(lx, "maskedPaths", strings(masked));
   json_object_set_new(lx, "readonlyPaths", strings(ro));
+  const char *sc = getenv("CIRRUS_SECCOMP");
+  if (!sc || strcmp(sc, "unconfined"))
+    json_object_set_new(lx, "seccomp", seccomp_json());
   json_object_set_new(c, "linux", lx);
   return c;
 }

@@ -12,7 +12,8 @@
  * symlinks, device nodes); owners are kept when running as root.  The shell runs as root,
  * with the container's working directory as its cwd, in new pid, ipc, uts and mount
  * namespaces on the host's network (as the built-in backend's default); unprivileged, in a
- * user namespace that maps root to the caller.
+ * user namespace that maps root to the caller.  Its linux.seccomp is the built-in runtime's
+ * default filter (backends/runtime/README.md), none with CIRRUS_SECCOMP=unconfined.
  */
 #ifndef RUNNER_BUNDLE_H
 #define RUNNER_BUNDLE_H

@@ -468,12 +468,13 @@ python3 - "$b/config.json" <<'PY'
 import json, sys
 c = json.load(open(sys.argv[1]))
 c["process"]["terminal"] = False
-c["process"]["args"] = ["sh", "-c", 'cat /root/marker; pwd; echo "$GREETING"; cat made-by-step']
+c["process"]["args"] = ["sh", "-c", 'cat /root/marker; pwd; echo "$GREETING"; cat made-by-step; grep "^Seccomp:" /proc/self/status']
 json.dump(c, open(sys.argv[1], "w"))
 PY
 got=$(cd "$b" && timeout 60 runc "${runc_root[@]}" run "cirrus-e2e-bundle-$$" 2>&1)
 runc "${runc_root[@]}" delete -f "cirrus-e2e-bundle-$$" >/dev/null 2>&1
-[[ $got == $'hello from the task\n/tmp/cirrus-ci/working-dir\nhello from the task\nmade' ]] ||
+# (Seccomp 2: runc loaded the bundle's linux.seccomp, the built-in runtime's default filter)
+[[ $got == $'hello from the task\n/tmp/cirrus-ci/working-dir\nhello from the task\nmade\nSeccomp:\t2' ]] ||
   fail "runc run of the bundle printed: $got"
 # The directory is never overwritten: a second export goes beside it.
 crun --export-bundle "$p/bundles" "broken build"

@@ -5,6 +5,7 @@
 #include "test_cache.c"
 
 #include "runner/bundle.h"
+#include "backends/runtime/runtime.h"
 
 #include <jansson.h>
 
@@ -138,6 +139,61 @@ test_rootfs_and_config(void **state)
   json_array_foreach(json_object_get(json_object_get(c, "linux"), "namespaces"), i, e)
     has_user_ns |= !strcmp(json_string_value(json_object_get(e, "type")), "user");
   assert_int_equal(has_user_ns, geteuid() != 0); /* unprivileged: root maps to the caller */
+  /* the built-in runtime's default seccomp filter: allow all but the deny-list, EPERM */
+  json_t *sc = json_object_get(json_object_get(c, "linux"), "seccomp");
+  assert_non_null(sc);
+  assert_string_equal(json_string_value(json_object_get(sc, "defaultAction")), "SCMP_ACT_ALLOW");
+#if defined(__x86_64__)
+  bool x86 = false;
+  json_array_foreach(json_object_get(sc, "architectures"), i, e) {
+    x86 |= !strcmp(json_string_value(e), "SCMP_ARCH_X86");
+  }
+  assert_true(x86);
+#endif
+  json_t *calls = json_object_get(sc, "syscalls");
+  bool keyctl = false, unshare = false;
+  size_t persona = 0;
+  json_array_foreach(calls, i, e) {
+    assert_string_equal(json_string_value(json_object_get(e, "action")), "SCMP_ACT_ERRNO");
+    assert_int_equal(json_integer_value(json_object_get(e, "errnoRet")), EPERM);
+    size_t k;
+    json_t *nm;
+    json_array_foreach(json_object_get(e, "names"), k, nm) {
+      keyctl |= !strcmp(json_string_value(nm), "keyctl");
+      unshare |= !strcmp(json_string_value(nm), "unshare");
+      if (!strcmp(json_string_value(nm), "personality")) {
+        persona++;
+        assert_int_equal(json_array_size(json_object_get(e, "args")), 1);
+      }
+    }
+  }
+  assert_true(keyctl);
+  assert_false(unshare);
+  assert_int_equal(persona, RT_SECCOMP_PERSONA_RULES + 1);
+  json_decref(c);
+  rm_rf(d);
+}
+
+/* CIRRUS_SECCOMP=unconfined: the bundle has no filter either. */
+static void
+test_unconfined(void **state)
+{
+  (void)state;
+  cleanup_free char *d = tmp_dir();
+  const struct tent v[] = {{"f", 'f', "x", 0, 0}};
+  struct ci_error *err = NULL;
+  setenv("CIRRUS_SECCOMP", "unconfined", 1);
+  int r = write_bundle(d, v, 1, &err);
+  unsetenv("CIRRUS_SECCOMP");
+  if (r < 0)
+    fail_msg("bundle_write: %s", err->msg);
+  cleanup_free char *cfgp = xasprintf("%s/b/config.json", d);
+  json_error_t je;
+  json_t *c = json_load_file(cfgp, 0, &je);
+  if (!c)
+    fail_msg("config.json: %s", je.text);
+  assert_non_null(json_object_get(c, "linux"));
+  assert_null(json_object_get(json_object_get(c, "linux"), "seccomp"));
   json_decref(c);
   rm_rf(d);
 }
@@ -194,6 +250,7 @@ main(void)
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_dir_name),
       cmocka_unit_test(test_rootfs_and_config),
+      cmocka_unit_test(test_unconfined),
       cmocka_unit_test(test_hostile),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
