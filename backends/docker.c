@@ -135,6 +135,19 @@ op_end(struct docker *d)
     maybe_closed(d);
 }
 
+/* Start the request of an operation that keeps the backend open until it ends (op_begin); its
+ * callback then calls op_end.  The engine's message is dropped: the code says what failed. */
+static int
+op_start(struct docker *d, const struct engine_req_opts *o)
+{
+  struct ci_error *err = NULL;
+  int r = engine_req_start(d->http, &d->ep, o, NULL, &err);
+  ci_error_free(&err);
+  if (r == 0)
+    op_begin(d);
+  return r;
+}
+
 /* ---- image_prepare ---- */
 
 struct img_op {
@@ -572,17 +585,13 @@ d_copy_in(struct backend *b, const char *id, const char *tar_path, backend_done_
       .on_done = on_copied,
       .data = op,
   };
-  struct ci_error *err = NULL;
-  int r = engine_req_start(d->http, &d->ep, &o, NULL, &err);
+  int r = op_start(d, &o);
   free(path);
   if (r < 0) {
-    ci_error_free(&err);
     close(fd);
     free(op);
-    return r;
   }
-  op_begin(d);
-  return 0;
+  return r;
 }
 
 /* ---- exec ---- */
@@ -854,16 +863,11 @@ d_read_file(struct backend *b, const char *id, const char *file, size_t max, bac
       .on_done = on_archive,
       .data = op,
   };
-  struct ci_error *err = NULL;
-  int r = engine_req_start(d->http, &d->ep, &o, NULL, &err);
+  int r = op_start(d, &o);
   ci_buf_release(&path);
-  if (r < 0) {
-    ci_error_free(&err);
+  if (r < 0)
     free(op);
-    return r;
-  }
-  op_begin(d);
-  return 0;
+  return r;
 }
 
 /* ---- container_remove ---- */
@@ -897,16 +901,11 @@ d_container_remove(struct backend *b, const char *id, backend_done_cb cb, void *
   op->data = data;
   struct engine_req_opts o = {
       .method = "DELETE", .path = path, .timeout_ms = 120000, .on_done = on_deleted, .data = op};
-  struct ci_error *err = NULL;
-  int r = engine_req_start(d->http, &d->ep, &o, NULL, &err);
+  int r = op_start(d, &o);
   free(path);
-  if (r < 0) {
-    ci_error_free(&err);
+  if (r < 0)
     free(op);
-    return r;
-  }
-  op_begin(d);
-  return 0;
+  return r;
 }
 
 /* ---- copy_out ---- */
@@ -988,20 +987,16 @@ d_copy_out(struct backend *b, const char *id, const char *path, const char *tar_
       .on_done = on_copied_out,
       .data = op,
   };
-  struct ci_error *err = NULL;
-  int r = engine_req_start(d->http, &d->ep, &o, NULL, &err);
+  int r = op_start(d, &o);
   ci_buf_release(&url);
   if (r < 0) {
-    ci_error_free(&err);
     close(fd);
     unlink(tar_path);
     free(op->tar_path);
     free(op->path);
     free(op);
-    return r;
   }
-  op_begin(d);
-  return 0;
+  return r;
 }
 
 /* ---- image_build ---- */
@@ -1266,17 +1261,13 @@ d_volume_remove(struct backend *b, const char *name, backend_done_cb cb, void *d
                               .timeout_ms = 120000,
                               .on_done = on_volume_removed,
                               .data = op};
-  struct ci_error *err = NULL;
-  int r = engine_req_start(d->http, &d->ep, &o, NULL, &err);
+  int r = op_start(d, &o);
   free(path);
   if (r < 0) {
-    ci_error_free(&err);
     free(op->name);
     free(op);
-    return r;
   }
-  op_begin(d);
-  return 0;
+  return r;
 }
 
 /* ---- clean ---- */

@@ -338,19 +338,76 @@ defer_done(struct rootless *r, backend_done_cb cb, void *data, struct ci_error *
 
 /* ---- images ---- */
 
+/* Progress lines from a job on libuv's thread pool to the loop: the job pushes them from its
+ * thread, the loop hands them to on_progress when the async fires and once more after the job.
+ * The async's data is the job's owner, for its close callback. */
+struct rl_relay {
+  uv_async_t async;
+  uv_mutex_t mu;
+  struct ci_strv lines; /* under mu */
+  backend_progress_cb on_progress;
+  void *data;
+};
+
+static void
+relay_flush(struct rl_relay *rl)
+{
+  uv_mutex_lock(&rl->mu);
+  struct ci_strv lines = rl->lines;
+  rl->lines = (struct ci_strv)CI_STRV_INIT;
+  uv_mutex_unlock(&rl->mu);
+  for (size_t i = 0; i < lines.n; i++)
+    if (rl->on_progress)
+      rl->on_progress(rl->data, lines.v[i]);
+  ci_strv_release(&lines);
+}
+
+static void
+relay_on_async(uv_async_t *a)
+{
+  relay_flush(container_of(a, struct rl_relay, async));
+}
+
+static void
+relay_init(struct rl_relay *rl, uv_loop_t *loop, backend_progress_cb on_progress, void *data,
+           void *owner)
+{
+  rl->on_progress = on_progress;
+  rl->data = data;
+  uv_mutex_init(&rl->mu);
+  uv_async_init(loop, &rl->async, relay_on_async);
+  rl->async.data = owner;
+}
+
+/* From the job's thread; takes line. */
+static void
+relay_push(struct rl_relay *rl, char *line)
+{
+  uv_mutex_lock(&rl->mu);
+  ci_strv_push_take(&rl->lines, line);
+  uv_mutex_unlock(&rl->mu);
+  uv_async_send(&rl->async);
+}
+
+/* After the async is closed. */
+static void
+relay_release(struct rl_relay *rl)
+{
+  uv_mutex_destroy(&rl->mu);
+  ci_strv_release(&rl->lines);
+}
+
 struct rl_pull {
   uv_work_t work;
   uv_async_t async;
   struct rootless *r;
   char *ref;
   enum img_pull_policy policy;
-  backend_progress_cb on_progress;
   backend_image_cb cb;
   void *data;
   struct img_image *img;
   struct ci_error *err;
-  uv_mutex_t mu;
-  struct ci_strv lines; /* progress from the pulling thread, under mu */
+  struct rl_relay relay; /* progress from the pulling thread */
 };
 
 static void
@@ -372,30 +429,7 @@ pull_progress(const struct img_progress *pr, void *data)
   default:
     return; /* byte counts: too many to show line by line */
   }
-  uv_mutex_lock(&pl->mu);
-  ci_strv_push_take(&pl->lines, line);
-  uv_mutex_unlock(&pl->mu);
-  uv_async_send(&pl->async);
-}
-
-static void
-pull_flush(struct rl_pull *pl)
-{
-  struct ci_strv lines = CI_STRV_INIT;
-  uv_mutex_lock(&pl->mu);
-  lines = pl->lines;
-  pl->lines = (struct ci_strv)CI_STRV_INIT;
-  uv_mutex_unlock(&pl->mu);
-  for (size_t i = 0; i < lines.n; i++)
-    if (pl->on_progress)
-      pl->on_progress(pl->data, lines.v[i]);
-  ci_strv_release(&lines);
-}
-
-static void
-pull_on_async(uv_async_t *a)
-{
-  pull_flush(a->data);
+  relay_push(&pl->relay, line);
 }
 
 static void
@@ -416,8 +450,7 @@ pull_closed(uv_handle_t *h)
 {
   struct rl_pull *pl = h->data;
   struct rootless *r = pl->r;
-  uv_mutex_destroy(&pl->mu);
-  ci_strv_release(&pl->lines);
+  relay_release(&pl->relay);
   ci_error_free(&pl->err);
   img_image_free(pl->img);
   free(pl->ref);
@@ -449,7 +482,7 @@ pull_after(uv_work_t *w, int status)
 {
   struct rl_pull *pl = container_of(w, struct rl_pull, work);
   struct rootless *r = pl->r;
-  pull_flush(pl);
+  relay_flush(&pl->relay);
   if (status == UV_ECANCELED && !pl->err)
     ci_error_make(&pl->err, CI_ECANCELED, "pull of %s canceled", pl->ref);
   if (pl->err) {
@@ -467,7 +500,7 @@ pull_after(uv_work_t *w, int status)
     pl->cb(pl->data, &info, NULL);
     backend_image_info_release(&info);
   }
-  uv_close((uv_handle_t *)&pl->async, pull_closed);
+  uv_close((uv_handle_t *)&pl->relay.async, pull_closed);
 }
 
 static int
@@ -481,16 +514,13 @@ rl_image_prepare(struct backend *b, const char *ref, enum backend_pull_policy po
   pl->policy = policy == BACKEND_PULL_ALWAYS  ? IMG_PULL_ALWAYS
                : policy == BACKEND_PULL_NEVER ? IMG_PULL_NEVER
                                               : IMG_PULL_MISSING;
-  pl->on_progress = on_progress;
   pl->cb = cb;
   pl->data = data;
-  uv_mutex_init(&pl->mu);
-  uv_async_init(b->loop, &pl->async, pull_on_async);
-  pl->async.data = pl;
+  relay_init(&pl->relay, b->loop, on_progress, data, pl);
   r->active++;
   int rc = uv_queue_work(b->loop, &pl->work, pull_work, pull_after);
   if (rc < 0) {
-    uv_close((uv_handle_t *)&pl->async, pull_closed); /* frees pl, no callback */
+    uv_close((uv_handle_t *)&pl->relay.async, pull_closed); /* frees pl, no callback */
     return -1;
   }
   return 0;
@@ -505,41 +535,17 @@ struct rl_build {
   char *context_tar, *dockerfile, *tag;
   struct ci_strv args; /* "K=V" */
   bool pull;
-  backend_progress_cb on_progress;
   backend_done_cb cb;
   void *data;
   struct ci_error *err;
-  uv_mutex_t mu;
-  struct ci_strv lines; /* progress from the building thread, under mu */
+  struct rl_relay relay; /* progress from the building thread */
 };
 
 static void
 build_progress(const char *line, void *data)
 {
   struct rl_build *bd = data;
-  uv_mutex_lock(&bd->mu);
-  ci_strv_push(&bd->lines, line);
-  uv_mutex_unlock(&bd->mu);
-  uv_async_send(&bd->async);
-}
-
-static void
-build_flush(struct rl_build *bd)
-{
-  uv_mutex_lock(&bd->mu);
-  struct ci_strv lines = bd->lines;
-  bd->lines = (struct ci_strv)CI_STRV_INIT;
-  uv_mutex_unlock(&bd->mu);
-  for (size_t i = 0; i < lines.n; i++)
-    if (bd->on_progress)
-      bd->on_progress(bd->data, lines.v[i]);
-  ci_strv_release(&lines);
-}
-
-static void
-build_on_async(uv_async_t *a)
-{
-  build_flush(a->data);
+  relay_push(&bd->relay, xstrdup(line));
 }
 
 static void
@@ -574,8 +580,7 @@ build_closed(uv_handle_t *h)
 {
   struct rl_build *bd = h->data;
   struct rootless *r = bd->r;
-  uv_mutex_destroy(&bd->mu);
-  ci_strv_release(&bd->lines);
+  relay_release(&bd->relay);
   ci_strv_release(&bd->args);
   ci_error_free(&bd->err);
   free(bd->context_tar);
@@ -626,7 +631,7 @@ static void
 build_after(uv_work_t *w, int status)
 {
   struct rl_build *bd = container_of(w, struct rl_build, work);
-  build_flush(bd);
+  relay_flush(&bd->relay);
   if (status == UV_ECANCELED && !bd->err)
     ci_error_make(&bd->err, CI_ECANCELED, "build of %s canceled", bd->tag);
   if (bd->err)
@@ -634,7 +639,7 @@ build_after(uv_work_t *w, int status)
   if (--bd->r->nbuilds == 0)
     build_watch(bd->r, false);
   bd->cb(bd->data, bd->err);
-  uv_close((uv_handle_t *)&bd->async, build_closed);
+  uv_close((uv_handle_t *)&bd->relay.async, build_closed);
 }
 
 static int
@@ -653,16 +658,13 @@ rl_image_build(struct backend *b, const struct backend_build_spec *spec,
   for (size_t i = 0; spec->args && i < spec->args->n; i++)
     ci_strv_push_take(&bd->args,
                       xasprintf("%s=%s", spec->args->v[i].key, spec->args->v[i].value));
-  bd->on_progress = on_progress;
   bd->cb = cb;
   bd->data = data;
-  uv_mutex_init(&bd->mu);
-  uv_async_init(b->loop, &bd->async, build_on_async);
-  bd->async.data = bd;
+  relay_init(&bd->relay, b->loop, on_progress, data, bd);
   r->active++;
   int rc = uv_queue_work(b->loop, &bd->work, build_work, build_after);
   if (rc < 0) {
-    uv_close((uv_handle_t *)&bd->async, build_closed); /* frees bd, no callback */
+    uv_close((uv_handle_t *)&bd->relay.async, build_closed); /* frees bd, no callback */
     return -EIO;
   }
   if (r->nbuilds++ == 0) {

@@ -1965,23 +1965,25 @@ fail_prepare(struct stask *t, const char *fmt, ...)
 static void
 on_ports(struct stask *t, int code, const struct ci_error *err)
 {
+  unsigned ports[64];
+  int n;
   if (err) {
     message(t, PREPARE_SCOPE, CI_LOG_WARN, "Failed to wait for ports: %s", err->msg);
-  } else if (code != 0) {
-    /* The script prints the ports (hex) that never opened. */
-    const char *p = ci_buf_str(&t->capture);
-    while (*p) {
-      char *end = NULL;
-      unsigned long port = strtoul(p, &end, 16);
-      if (end == p) {
-        p++;
-        continue;
-      }
+  } else if (code == 1 &&
+             (n = sched__parse_ports(ci_buf_str(&t->capture), ports, CI_ARRAY_SIZE(ports))) > 0) {
+    /* The script's answer: the ports that never opened. */
+    for (int i = 0; i < n; i++)
       message(t, PREPARE_SCOPE, CI_LOG_WARN,
-              "Failed to wait for port %lu: nothing listens on it after %d seconds", port,
+              "Failed to wait for port %u: nothing listens on it after %d seconds", ports[i],
               PORT_WAIT_SECONDS);
-      p = end;
-    }
+  } else if (code != 0) {
+    /* Not the script's answer: the engine could not run it (its message, e.g. exit 126). */
+    cleanup_free char *out = xstrdup(ci_buf_str(&t->capture));
+    size_t len = strlen(out);
+    while (len && (out[len - 1] == '\n' || out[len - 1] == ' '))
+      out[--len] = '\0';
+    message(t, PREPARE_SCOPE, CI_LOG_WARN, "Failed to wait for ports: exit status %d%s%s", code,
+            *out ? ": " : "", out);
   }
   prepare_done(t, NULL);
 }

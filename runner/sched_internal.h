@@ -67,4 +67,8 @@ void sched__artifacts_release(struct sched__artifacts *a);
  * then other entries, every name NUL-terminated) into paths pointing into buf. */
 void sched__parse_listing(const char *buf, size_t len, struct artifacts_path **out, size_t *n);
 
+/* The port wait's answer: the ports (4 hex digits each, space-separated) that never opened.
+ * Their number (at most max), or -1 when out is anything else. */
+int sched__parse_ports(const char *out, unsigned *ports, size_t max);
+
 #endif

@@ -219,6 +219,27 @@ sched__artifacts_release(struct sched__artifacts *a)
   ci_error_free(&a->err);
 }
 
+/* ---- port wait ---- */
+
+int
+sched__parse_ports(const char *out, unsigned *ports, size_t max)
+{
+  size_t n = 0;
+  const char *p = out;
+  for (;;) {
+    while (*p == ' ' || *p == '\n')
+      p++;
+    if (!*p)
+      break;
+    size_t len = strspn(p, "0123456789ABCDEFabcdef");
+    if (len != 4 || (p[len] && p[len] != ' ' && p[len] != '\n') || n == max)
+      return -1;
+    ports[n++] = (unsigned)strtoul(p, NULL, 16);
+    p += len;
+  }
+  return n ? (int)n : -1;
+}
+
 /* ---- listing ---- */
 
 void

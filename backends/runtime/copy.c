@@ -16,7 +16,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <dlfcn.h>
-#include <sys/xattr.h>
 #include <sys/sysmacros.h>
 #include <grp.h>
 #include <sched.h>
@@ -198,11 +197,78 @@ copy_data(struct archive *w, const char *path, la_int64_t size, struct ci_error 
   return 0;
 }
 
+/* A tar of a directory tree on disk, read with libarchive's disk reader (symlinks not
+ * followed): dt_open, dt_next for each entry (dt.e, its path as read), dt_write of the entries
+ * to keep, dt_close. */
+struct disk_tar {
+  struct archive *disk, *w;
+  struct archive_entry *e;
+  const char *what; /* the tree, for messages */
+};
+
+static int
+dt_open(struct disk_tar *t, int fd, const char *root, int behavior, struct ci_error **err)
+{
+  t->what = root;
+  t->disk = la.archive_read_disk_new();
+  t->w = la.archive_write_new();
+  t->e = la.archive_entry_new();
+  la.archive_read_disk_set_symlink_physical(t->disk);
+  if (behavior)
+    la.archive_read_disk_set_behavior(t->disk, behavior);
+  else
+    la.archive_read_disk_set_standard_lookup(t->disk);
+  la.archive_write_set_format_pax_restricted(t->w);
+  la.archive_write_set_bytes_in_last_block(t->w, 1);
+  if (la.archive_write_open_fd(t->w, fd) != ARCHIVE_OK ||
+      la.archive_read_disk_open(t->disk, root) != ARCHIVE_OK)
+    return ci_error_make(err, CI_EFAIL, "%s: %s", root,
+                         la.archive_error_string(t->disk) ? la.archive_error_string(t->disk)
+                                                          : la.archive_error_string(t->w));
+  return 0;
+}
+
+/* 1: an entry in t->e; 0: the end; -1: an error. */
+static int
+dt_next(struct disk_tar *t, struct ci_error **err)
+{
+  la.archive_entry_clear(t->e);
+  int r = la.archive_read_next_header2(t->disk, t->e);
+  if (r == ARCHIVE_EOF)
+    return 0;
+  if (r < ARCHIVE_WARN)
+    return ci_error_make(err, CI_EFAIL, "%s: %s", t->what, la.archive_error_string(t->disk));
+  return 1;
+}
+
+/* Write the current entry as name, with the data of src for a regular file. */
+static int
+dt_write(struct disk_tar *t, const char *name, const char *src, struct ci_error **err)
+{
+  la.archive_entry_set_pathname(t->e, name);
+  if (la.archive_write_header(t->w, t->e) < ARCHIVE_WARN)
+    return ci_error_make(err, CI_EFAIL, "%s: %s", src, la.archive_error_string(t->w));
+  if (la.archive_entry_filetype(t->e) == AE_IFREG && la.archive_entry_size(t->e) > 0)
+    return copy_data(t->w, src, la.archive_entry_size(t->e), err);
+  return 0;
+}
+
+/* Finish the tar (named tar in messages) unless ret already failed; frees t. */
+static int
+dt_close(struct disk_tar *t, const char *tar, int ret, struct ci_error **err)
+{
+  if (ret == 0 && la.archive_write_close(t->w) != ARCHIVE_OK)
+    ret = ci_error_make(err, CI_EFAIL, "%s: %s", tar, la.archive_error_string(t->w));
+  la.archive_entry_free(t->e);
+  la.archive_read_free(t->disk);
+  la.archive_write_free(t->w);
+  return ret;
+}
+
 int
 rt_copy_out(const struct rt_file_opts *o, struct ci_error **err)
 {
-  cleanup_close int fd = open(o->tar, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
-                              0600);
+  cleanup_close int fd = open(o->tar, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0)
     return ci_error_make(err, -errno, "%s: %s", o->tar, strerror(errno));
   if (la_load(err) < 0 || rt__join(o->pid, false, err) < 0)
@@ -217,59 +283,28 @@ rt_copy_out(const struct rt_file_opts *o, struct ci_error **err)
     copy[--pl] = '\0';
   const char *base = strrchr(copy, '/');
   base = base && base[1] ? base + 1 : (pl == 1 ? "." : copy);
-  struct archive *disk = la.archive_read_disk_new();
-  struct archive *w = la.archive_write_new();
-  la.archive_read_disk_set_symlink_physical(disk);
-  la.archive_read_disk_set_standard_lookup(disk);
-  la.archive_write_set_format_pax_restricted(w);
-  la.archive_write_set_bytes_in_last_block(w, 1);
-  int ret = 0;
-  struct archive_entry *e = NULL;
-  if (la.archive_write_open_fd(w, fd) != ARCHIVE_OK ||
-      la.archive_read_disk_open(disk, copy) != ARCHIVE_OK) {
-    ret = ci_error_make(err, CI_EFAIL, "%s: %s", o->path,
-                        la.archive_error_string(disk) ? la.archive_error_string(disk)
-                                                   : la.archive_error_string(w));
-    goto out;
-  }
-  e = la.archive_entry_new();
-  for (;;) {
-    la.archive_entry_clear(e);
-    int r = la.archive_read_next_header2(disk, e);
-    if (r == ARCHIVE_EOF)
+  struct disk_tar t;
+  int ret = dt_open(&t, fd, copy, 0, err);
+  int r;
+  while (ret == 0 && (r = dt_next(&t, err)) != 0) {
+    if (r < 0) {
+      ret = -1;
       break;
-    if (r < ARCHIVE_WARN) {
-      ret = ci_error_make(err, CI_EFAIL, "%s: %s", o->path, la.archive_error_string(disk));
-      goto out;
     }
-    const char *p = la.archive_entry_pathname(e);
+    const char *p = la.archive_entry_pathname(t.e);
     /* "/": the container's pseudo file systems are kept as empty directories (docker cp
      * gives them so); what they hold is the kernel's, not the task's. */
     if (pl > 1 || (strcmp(p, "/proc") && strcmp(p, "/sys") && strcmp(p, "/dev")))
-      la.archive_read_disk_descend(disk);
+      la.archive_read_disk_descend(t.disk);
     const char *rest = pl == 1 ? p : p + strlen(copy);
     if (strncmp(p, copy, strlen(copy)) != 0)
       rest = "";
     cleanup_free char *name = xasprintf("%s%s", base, rest);
-    la.archive_entry_set_pathname(e, name);
-    if (la.archive_write_header(w, e) < ARCHIVE_WARN) {
-      ret = ci_error_make(err, CI_EFAIL, "%s: %s", p, la.archive_error_string(w));
-      goto out;
-    }
-    if (la.archive_entry_filetype(e) == AE_IFREG && la.archive_entry_size(e) > 0) {
-      const char *src = la.archive_entry_sourcepath(e);
-      if ((ret = copy_data(w, src ? src : p, la.archive_entry_size(e), err)) < 0)
-        goto out;
-    }
+    const char *src = la.archive_entry_sourcepath(t.e);
+    cleanup_free char *from = xstrdup(src ? src : p);
+    ret = dt_write(&t, name, from, err);
   }
-  if (la.archive_write_close(w) != ARCHIVE_OK)
-    ret = ci_error_make(err, CI_EFAIL, "%s: %s", o->tar, la.archive_error_string(w));
-out:
-  if (e)
-    la.archive_entry_free(e);
-  la.archive_read_free(disk);
-  la.archive_write_free(w);
-  return ret;
+  return dt_close(&t, o->tar, ret, err);
 }
 
 int
@@ -343,16 +378,6 @@ runtime_file(const char *rel)
          !strcmp(rel, "etc/resolv.conf");
 }
 
-static bool
-opaque_dir(const char *path)
-{
-  char v[4];
-  ssize_t n = lgetxattr(path, "user.overlay.opaque", v, sizeof v);
-  if (n < 0)
-    n = lgetxattr(path, "trusted.overlay.opaque", v, sizeof v);
-  return n == 1 && v[0] == 'y';
-}
-
 static int
 write_empty(struct archive *w, const char *name, struct ci_error **err)
 {
@@ -368,7 +393,6 @@ write_empty(struct archive *w, const char *name, struct ci_error **err)
   return 0;
 }
 
-
 /* Join only the user namespace of pid's container and become its root. */
 static int
 join_userns(pid_t pid, struct ci_error **err)
@@ -381,8 +405,7 @@ join_userns(pid_t pid, struct ci_error **err)
     return ci_error_make(err, -errno, "cannot join the user namespace of pid %d: %s", (int)pid,
                          strerror(errno));
   if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0)
-    return ci_error_make(err, -errno, "cannot become root in the container: %s",
-                         strerror(errno));
+    return ci_error_make(err, -errno, "cannot become root in the container: %s", strerror(errno));
   if (setgroups(0, NULL) < 0 && errno != EPERM)
     return ci_error_make(err, -errno, "cannot drop supplementary groups: %s", strerror(errno));
   return 0;
@@ -391,8 +414,7 @@ join_userns(pid_t pid, struct ci_error **err)
 int
 rt_diff(const struct rt_file_opts *o, struct ci_error **err)
 {
-  cleanup_close int fd = open(o->tar, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
-                              0600);
+  cleanup_close int fd = open(o->tar, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0)
     return ci_error_make(err, -errno, "%s: %s", o->tar, strerror(errno));
   /* The caller's directory may be closed to the container's ids (libarchive reopens it). */
@@ -404,77 +426,46 @@ rt_diff(const struct rt_file_opts *o, struct ci_error **err)
   size_t rl = strlen(root);
   while (rl > 1 && root[rl - 1] == '/')
     root[--rl] = '\0';
-  struct archive *disk = la.archive_read_disk_new();
-  struct archive *w = la.archive_write_new();
-  la.archive_read_disk_set_symlink_physical(disk);
-  la.archive_read_disk_set_behavior(disk, ARCHIVE_READDISK_NO_XATTR | ARCHIVE_READDISK_NO_ACL |
-                                           ARCHIVE_READDISK_NO_FFLAGS);
-  la.archive_write_set_format_pax_restricted(w);
-  la.archive_write_set_bytes_in_last_block(w, 1);
-  int ret = 0;
-  struct archive_entry *e = NULL;
-  if (la.archive_write_open_fd(w, fd) != ARCHIVE_OK ||
-      la.archive_read_disk_open(disk, root) != ARCHIVE_OK) {
-    ret = ci_error_make(err, CI_EFAIL, "%s: %s", root,
-                        la.archive_error_string(disk) ? la.archive_error_string(disk)
-                                                   : la.archive_error_string(w));
-    goto out;
-  }
-  e = la.archive_entry_new();
-  for (;;) {
-    la.archive_entry_clear(e);
-    int r = la.archive_read_next_header2(disk, e);
-    if (r == ARCHIVE_EOF)
+  struct disk_tar t;
+  int ret = dt_open(
+      &t, fd, root,
+      ARCHIVE_READDISK_NO_XATTR | ARCHIVE_READDISK_NO_ACL | ARCHIVE_READDISK_NO_FFLAGS, err);
+  int r;
+  while (ret == 0 && (r = dt_next(&t, err)) != 0) {
+    if (r < 0) {
+      ret = -1;
       break;
-    if (r < ARCHIVE_WARN) {
-      ret = ci_error_make(err, CI_EFAIL, "%s: %s", root, la.archive_error_string(disk));
-      goto out;
     }
-    la.archive_read_disk_descend(disk);
-    const char *p = la.archive_entry_pathname(e);
-    if (strncmp(p, root, rl) != 0 || (p[rl] != '/' && p[rl] != '\0'))
+    la.archive_read_disk_descend(t.disk);
+    cleanup_free char *src = xstrdup(la.archive_entry_pathname(t.e));
+    if (strncmp(src, root, rl) != 0 || (src[rl] != '/' && src[rl] != '\0'))
       continue;
-    const char *rel = p + rl;
+    const char *rel = src + rl;
     while (*rel == '/')
       rel++;
     if (!*rel || runtime_file(rel))
       continue; /* the root itself; files of the runtime */
-    cleanup_free char *src = xstrdup(p);
-    mode_t type = la.archive_entry_filetype(e);
-    if (type == AE_IFCHR && la.archive_entry_rdev(e) == makedev(0, 0)) {
+    mode_t type = la.archive_entry_filetype(t.e);
+    if (type == AE_IFCHR && la.archive_entry_rdev(t.e) == makedev(0, 0)) {
       const char *slash = strrchr(rel, '/');
-      cleanup_free char *wh =
-          slash ? xasprintf("%.*s/.wh.%s", (int)(slash - rel), rel, slash + 1)
-                : xasprintf(".wh.%s", rel);
-      if ((ret = write_empty(w, wh, err)) < 0)
-        goto out;
+      cleanup_free char *wh = slash ? xasprintf("%.*s/.wh.%s", (int)(slash - rel), rel, slash + 1)
+                                    : xasprintf(".wh.%s", rel);
+      ret = write_empty(t.w, wh, err);
       continue;
     }
     if (type != AE_IFREG && type != AE_IFDIR && type != AE_IFLNK && type != AE_IFIFO)
       continue; /* devices and sockets: not layer material */
-    la.archive_entry_set_uname(e, NULL);
-    la.archive_entry_set_gname(e, NULL);
+    la.archive_entry_set_uname(t.e, NULL);
+    la.archive_entry_set_gname(t.e, NULL);
     cleanup_free char *name = xstrdup(rel);
-    la.archive_entry_set_pathname(e, name);
-    if (la.archive_write_header(w, e) < ARCHIVE_WARN) {
-      ret = ci_error_make(err, CI_EFAIL, "%s: %s", rel, la.archive_error_string(w));
-      goto out;
-    }
-    if (type == AE_IFREG && la.archive_entry_size(e) > 0 &&
-        (ret = copy_data(w, src, la.archive_entry_size(e), err)) < 0)
-      goto out;
-    if (type == AE_IFDIR && opaque_dir(src)) {
+    if ((ret = dt_write(&t, name, src, err)) < 0)
+      break;
+    cleanup_close int dir =
+        type == AE_IFDIR ? open(src, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) : -1;
+    if (dir >= 0 && rt__is_opaque(dir)) {
       cleanup_free char *opq = xasprintf("%s/.wh..wh..opq", rel);
-      if ((ret = write_empty(w, opq, err)) < 0)
-        goto out;
+      ret = write_empty(t.w, opq, err);
     }
   }
-  if (la.archive_write_close(w) != ARCHIVE_OK)
-    ret = ci_error_make(err, CI_EFAIL, "%s: %s", o->tar, la.archive_error_string(w));
-out:
-  if (e)
-    la.archive_entry_free(e);
-  la.archive_read_free(disk);
-  la.archive_write_free(w);
-  return ret;
+  return dt_close(&t, o->tar, ret, err);
 }

@@ -66,6 +66,8 @@ int rt__fuse_usable(const char **bin, struct ci_error **err);
  * then a child of this process's pid namespace's init). */
 int rt__rootfs_fuse(const char *bin, const struct ci_strv *layers, const char *upper,
                     const char *work, const char *merged, struct ci_error **err);
+/* Whether the directory fd is an opaque overlay directory (user. or trusted.overlay.opaque=y). */
+bool rt__is_opaque(int fd);
 /* Copy the layers bottom-up into merged (whiteouts and opaque directories applied, owners,
  * modes, times, user xattrs and hard links kept, symlinks never followed, reflinks where the
  * file system can), then bind it on itself. */

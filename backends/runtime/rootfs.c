@@ -241,8 +241,8 @@ is_whiteout(const struct stat *st)
   return S_ISCHR(st->st_mode) && st->st_rdev == makedev(0, 0);
 }
 
-static bool
-is_opaque(int fd)
+bool
+rt__is_opaque(int fd)
 {
   char v[4];
   ssize_t n = fgetxattr(fd, "user.overlay.opaque", v, sizeof v);
@@ -389,7 +389,7 @@ copy_entry(struct cp *cp, int sfd, int dfd, const char *name, const char *rel,
     if (s < 0)
       return ci_error_make(err, -errno, "%s in layer %s: %s", rel, cp->layer, strerror(errno));
     /* A directory replaces a non-directory; an opaque one hides what lower layers had. */
-    if (have && (!S_ISDIR(dst.st_mode) || is_opaque(s))) {
+    if (have && (!S_ISDIR(dst.st_mode) || rt__is_opaque(s))) {
       if (remove_entry(dfd, name, rel, err) < 0)
         return -1;
       have = false;

@@ -39,6 +39,7 @@ struct fake_op {
   char *env_path;
   char *pidfile;
   int exit_code;
+  const char *output; /* printed on stdout first */
   bool killed;
   bool finished;
   struct fake_op *next;
@@ -233,6 +234,10 @@ run_exec(uv_timer_t *t)
     op_close(op);
     return;
   }
+  if (op->output && op->out_cb) {
+    op->out_cb(op->data, 1, op->output, strlen(op->output));
+    op->output = NULL;
+  }
   while (op->line < op->lines.n) {
     const char *l = op->lines.v[op->line++];
     if (!strncmp(l, "set ", 4) || !*l)
@@ -298,6 +303,10 @@ f_exec(struct backend *b, const char *id, const struct backend_exec_spec *spec,
       }
   } else if (argv[3] && !strcmp(argv[3], "cirrus-internal")) {
     ci_strv_push(&fb->log, "exec internal");
+    if (strstr(argv[2], "/proc/net/tcp")) {
+      op->output = fb->port_wait_output;
+      op->exit_code = fb->port_wait_code;
+    }
   } else if (argv[3] && !strcmp(argv[3], "cirrus-file")) {
     ci_strv_push_take(&fb->log, xasprintf("file %s=%s", argv[4], argv[5]));
   } else if (argv[3] && !strcmp(argv[3], "cirrus-step")) {

@@ -5,7 +5,8 @@
  *   echo K=V >> $CIRRUS_ENV   record K=V in the step's $CIRRUS_ENV file
  *   exit N / false / true
  *   sleep MS         wait MS milliseconds (a kill exec interrupts it)
- * Internal execs (listing, port wait) print nothing and succeed.  copy_out writes a tar holding
+ * Internal execs (listing, port wait) print nothing and succeed, but for the port wait
+ * port_wait_output and port_wait_code when set.  copy_out writes a tar holding
  * "<basename>/f.txt" ("fake\n"); volumes and builds are logged ("volume NAME", "rmvolume NAME",
  * "build TAG").
  * Every callback is delivered asynchronously through a zero-delay timer.
@@ -28,6 +29,9 @@ struct fake_backend {
    * "*" = every image that was not built. */
   struct ci_strv absent, built;
   unsigned builds, volumes_alive;
+  /* What the port wait (an internal exec) prints on stdout, and its exit status. */
+  const char *port_wait_output;
+  int port_wait_code;
 };
 
 struct backend *fake_backend_new(uv_loop_t *loop);

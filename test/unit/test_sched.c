@@ -541,6 +541,52 @@ test_additional_containers(void **state)
 }
 
 static void
+tweak_port_engine_error(struct run *r)
+{
+  fake_backend_get(r->b)->port_wait_output =
+      "unable to find user root: no matching entries in passwd file\n";
+  fake_backend_get(r->b)->port_wait_code = 126;
+}
+
+static void
+tweak_port_closed(struct run *r)
+{
+  fake_backend_get(r->b)->port_wait_output = " 1538 18EB\n";
+  fake_backend_get(r->b)->port_wait_code = 1;
+}
+
+/* The port wait's answer: the ports that never opened are warnings; an engine that could not
+ * run the wait is one warning with its message, never ports read out of it. */
+static void
+test_port_wait_failures(void **state)
+{
+  static const char yaml[] = "task:\n  container:\n    image: alpine\n"
+                             "    additional_containers:\n"
+                             "      - name: db\n        image: postgres\n"
+                             "        ports: [5432, 6379]\n"
+                             "  script: echo hi\n";
+  struct run r;
+  run_config(&r, yaml, 1, NULL, 0, tweak_port_closed);
+  if (r.res.status != 0)
+    dump(&r);
+  assert_int_equal(r.res.status, 0);
+  assert_true(has_event(&r, "main: msg Failed to wait for port 5432: nothing listens on it after "
+                            "60 seconds"));
+  assert_true(has_event(&r, "main: msg Failed to wait for port 6379: nothing listens on it after "
+                            "60 seconds"));
+  run_release(&r);
+
+  run_config(&r, yaml, 1, NULL, 0, tweak_port_engine_error);
+  assert_int_equal(r.res.status, 0);
+  assert_true(has_event(&r, "main: msg Failed to wait for ports: exit status 126: unable to find "
+                            "user root: no matching entries in passwd file"));
+  for (size_t i = 0; i < r.rec.events.n; i++)
+    assert_null(strstr(r.rec.events.v[i], "Failed to wait for port "));
+  run_release(&r);
+  (void)state;
+}
+
+static void
 test_pipe(void **state)
 {
   struct run r;
@@ -717,6 +763,7 @@ main(void)
       cmocka_unit_test(test_cache_steps),
       cmocka_unit_test(test_artifacts_steps),
       cmocka_unit_test(test_additional_containers),
+      cmocka_unit_test(test_port_wait_failures),
       cmocka_unit_test(test_pipe),
       cmocka_unit_test(test_dockerfile_build),
   };
