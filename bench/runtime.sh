@@ -1,7 +1,8 @@
 #!/bin/bash
 # The built-in runtime's helper, measured (run on demand, never in tests):
 #   bench/runtime.sh [BUILD_DIR]       (default build/; needs scripts/engines.sh's registry)
-# 1. cirrus-runtime exec of `true` in a warm container (the per-step hot path)
+# 1. cirrus-runtime exec of `true` in a warm container (the per-step hot path), and the same
+#    beside a --seccomp unconfined container (what the default seccomp filter costs a step)
 # 2. create + exec true + teardown (a one-step container's whole life)
 # 3. the floor: unshare -Urpf --mount-proc chroot ROOTFS /bin/true
 # 4. cirrus-runtime's own start-up (--help) next to /bin/true
@@ -18,7 +19,7 @@ RUNS=${BENCH_RUNS:-500}
 command -v hyperfine >/dev/null || { echo "bench/runtime.sh needs hyperfine" >&2; exit 1; }
 tmp=$(mktemp -d /tmp/cirrus-bench-rt.XXXXXX)
 chmod 755 "$tmp"
-cleanup() { exec 7>&- 2>/dev/null || true; sleep 0.2; rm -rf "$tmp"; }
+cleanup() { exec 7>&- 8>&- 2>/dev/null || true; sleep 0.2; rm -rf "$tmp"; }
 trap cleanup EXIT
 shift_opt=()
 if [[ $(id -u) == 0 ]]; then
@@ -47,7 +48,31 @@ t = sorted(json.load(open(sys.argv[1]))["results"][0]["times"])
 q = lambda p: t[min(len(t) - 1, int(p * len(t)))] * 1000
 print(f"   p50 {q(0.50):.2f} ms   p90 {q(0.90):.2f} ms   p99 {q(0.99):.2f} ms")
 EOF
-exec 7>&-
+# The seccomp filter's share: the same exec in a --seccomp unconfined container, the two
+# interleaved (one of each per round) so that the machine's load drifts alike for both.
+mkdir -m 0700 "$tmp/runs/unconfined"
+exec 8> >(exec "$RT" create --run-dir "$tmp/runs/unconfined" "${layers[@]}" --seccomp unconfined \
+  >"$tmp/unconfined.out")
+for _ in $(seq 200); do [[ -s $tmp/unconfined.out ]] && break; sleep 0.02; done
+echo "== exec true, default seccomp filter vs --seccomp unconfined (interleaved, $RUNS rounds)"
+python3 - "$RT" "$tmp" "$pid" "$(awk '{print $2}' "$tmp/unconfined.out")" "$RUNS" <<'EOF'
+import subprocess, sys, time
+rt, tmp, p_def, p_unc, n = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
+cmd = lambda pid, d: [rt, "exec", "--pid", pid, "--run-dir", f"{tmp}/runs/{d}", "--env", "PATH=/bin", "--", "true"]
+runs = {"default": cmd(p_def, "warm"), "unconfined": cmd(p_unc, "unconfined")}
+t = {k: [] for k in runs}
+for i in range(n + 20):
+    for k, c in sorted(runs.items(), reverse=bool(i % 2)):
+        s = time.perf_counter_ns()
+        subprocess.run(c, check=True)
+        if i >= 20:
+            t[k].append((time.perf_counter_ns() - s) / 1e6)
+for k, v in t.items():
+    v.sort()
+    q = lambda p: v[min(len(v) - 1, int(p * len(v)))]
+    print(f"   {k:10}  p50 {q(0.50):.2f} ms   p99 {q(0.99):.2f} ms   (with subprocess.run's own cost)")
+EOF
+exec 7>&- 8>&-
 
 echo "== create + exec true + teardown"
 cat >"$tmp/life.sh" <<EOF
