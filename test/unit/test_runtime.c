@@ -14,7 +14,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/filter.h>
 #include <sys/file.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -235,6 +239,42 @@ test_seccomp_personality(void **state)
       assert_string_not_equal(*p, kept[k]);
   }
   assert_true(n > 30);
+}
+
+/* The compiled filter (libseccomp, dlopen'ed), loaded in a child: the deny-list and the
+ * personas fail with EPERM, the rest goes through (NO_NEW_PRIVS here: no user namespace). */
+static void
+test_seccomp_filter(void **state)
+{
+  (void)state;
+  struct sock_fprog prog = {0, NULL};
+  struct ci_error *err = NULL;
+  if (rt__seccomp_build(&prog, &err) < 0)
+    fail_msg("rt__seccomp_build: %s", err->msg);
+  assert_true(prog.len > 0);
+  pid_t p = fork();
+  assert_true(p >= 0);
+  if (p == 0) {
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 || rt__seccomp_apply(&prog) < 0)
+      _exit(10);
+    errno = 0;
+    if (syscall(SYS_keyctl, 0L, -3L, 0L) != -1 || errno != EPERM)
+      _exit(11);
+    if (syscall(SYS_personality, 0x40000UL) != -1 || errno != EPERM)
+      _exit(12);
+    if (syscall(SYS_personality, 0xffffffffUL) < 0)
+      _exit(13);
+    if (syscall(SYS_reboot, 0L, 0L, 0L, 0L) != -1 || errno != EPERM)
+      _exit(14);
+    if (getppid() <= 0 || syscall(SYS_getpid) != getpid())
+      _exit(15);
+    _exit(0);
+  }
+  int st;
+  assert_int_equal(waitpid(p, &st, 0), p);
+  assert_true(WIFEXITED(st));
+  assert_int_equal(WEXITSTATUS(st), 0);
+  free(prog.filter);
 }
 
 static void
@@ -594,6 +634,7 @@ main(void)
       cmocka_unit_test(test_user_resolve),
       cmocka_unit_test(test_create_opts),
       cmocka_unit_test(test_seccomp_personality),
+      cmocka_unit_test(test_seccomp_filter),
       cmocka_unit_test(test_resolv_conf),
       cmocka_unit_test(test_exec_opts),
       cmocka_unit_test(test_file_opts),
