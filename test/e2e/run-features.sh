@@ -266,8 +266,21 @@ expect_out "hello-from-service" "none: the service on localhost"
 expect_out "no outbound access" "none"
 expect_out "no host loopback"$'\n' "none"
 if [[ $BACKEND == builtin ]]; then
+  # As root, a shared mount of the host with a mount below it (as podman's /run/netns and
+  # docker's /var/lib/docker are): slirp4netns's sandbox once unmounted such mounts on the host.
+  if [[ $(id -u) == 0 ]]; then
+    shr=$TMPROOT/shared
+    mkdir -p "$shr"
+    mount --bind "$shr" "$shr" && mount --make-shared "$shr" && mkdir -p "$shr/sub" &&
+      mount -t tmpfs cirrus-e2e "$shr/sub" || fail "cannot set up a shared mount"
+  fi
   crun --container-network private
   expect_rc 0 "--container-network private"
+  if [[ $(id -u) == 0 ]]; then
+    checks=$((checks + 1))
+    mountpoint -q "$shr/sub" || fail "a private network's run unmounted a shared mount of the host"
+    umount "$shr/sub" "$shr" 2>/dev/null
+  fi
   expect_out "interfaces: lo tap0" "private: slirp4netns's tap0"
   expect_out "hello-from-service" "private: the service of an additional container on localhost"
   expect_out "from-the-host" "private: outbound access to $hostip"
@@ -298,7 +311,7 @@ if [[ $BACKEND == builtin ]]; then
   checks=$((checks + 1)); [[ -z $(new_slirps) ]] || fail "slirp4netns survives a SIGKILLed cirrus: $(new_slirps)"
   for _ in $(seq 1 50); do pgrep -f "cirrus-runtime .*$CIRRUS_STORE" >/dev/null || break; sleep 0.1; done
   checks=$((checks + 1)); ! pgrep -af "cirrus-runtime .*$CIRRUS_STORE" || fail "helpers survive a SIGKILLed cirrus"
-  run "$CIRRUS" clean
+  run "$CIRRUS" clean --container-backend="$BACKEND"
   expect_rc 0 "clean after SIGKILL"
 fi
 kill "$pub_pid" "$lo_pid" 2>/dev/null
