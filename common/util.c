@@ -279,6 +279,24 @@ ci_strv_contains(const struct ci_strv *sv, const char *s)
 /* ---- files and strings ---- */
 
 int
+ci_mkdirs(const char *dir, mode_t mode, struct ci_error **err)
+{
+  cleanup_free char *p = xstrdup(dir);
+  for (char *s = p + 1;; s++) {
+    if (*s == '/' || *s == '\0') {
+      char c = *s;
+      *s = '\0';
+      if (mkdir(p, mode) < 0 && errno != EEXIST)
+        return ci_error_make(err, -errno, "cannot create directory '%s': %s", p, strerror(errno));
+      *s = c;
+      if (c == '\0')
+        break;
+    }
+  }
+  return 0;
+}
+
+int
 ci_read_file(const char *path, size_t max, char **out, size_t *len, struct ci_error **err)
 {
   cleanup_close int fd = open(path, O_RDONLY | O_CLOEXEC);

@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <sys/types.h>
 
 #ifdef CI_UNIT_TEST
 #define CI_TESTABLE
@@ -103,6 +104,9 @@ bool ci_strv_contains(const struct ci_strv *sv, const char *s);
 /* Read a whole file (at most max bytes) into *out (NUL-terminated, owned) and *len. */
 struct ci_error;
 int ci_read_file(const char *path, size_t max, char **out, size_t *len, struct ci_error **err);
+
+/* Create dir and its missing parents with mode (an existing path is fine). */
+int ci_mkdirs(const char *dir, mode_t mode, struct ci_error **err);
 
 bool ci_str_has_prefix(const char *s, const char *prefix);
 bool ci_str_has_suffix(const char *s, const char *suffix);

@@ -219,25 +219,6 @@ has_dotdot(const char *p)
   return false;
 }
 
-/* Create dir and its missing parents with mode (an existing path is fine). */
-static int
-mkdirs(const char *dir, mode_t mode, struct ci_error **err)
-{
-  cleanup_free char *p = xstrdup(dir);
-  for (char *s = p + 1;; s++) {
-    if (*s == '/' || *s == '\0') {
-      char c = *s;
-      *s = '\0';
-      if (mkdir(p, mode) < 0 && errno != EEXIST)
-        return ci_error_make(err, -errno, "cannot create directory '%s': %s", p, strerror(errno));
-      *s = c;
-      if (c == '\0')
-        break;
-    }
-  }
-  return 0;
-}
-
 static int
 cmp_str(const void *a, const void *b)
 {
@@ -2468,7 +2449,7 @@ static int
 saver_open_root(struct saver *s, struct ci_error **err)
 {
   const struct artifacts_save_opts *o = s->o;
-  int ret = mkdirs(o->artifacts_dir, 0700, err);
+  int ret = ci_mkdirs(o->artifacts_dir, 0700, err);
   if (ret < 0)
     return ret;
   cleanup_close int d = open(o->artifacts_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);

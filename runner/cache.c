@@ -194,24 +194,6 @@ struct cache_store {
   struct cache_limits lim;
 };
 
-static int
-mkdirs(const char *dir, mode_t mode, struct ci_error **err)
-{
-  cleanup_free char *p = xstrdup(dir);
-  for (char *s = p + 1;; s++) {
-    if (*s == '/' || *s == '\0') {
-      char c = *s;
-      *s = '\0';
-      if (mkdir(p, mode) < 0 && errno != EEXIST)
-        return ci_error_make(err, -errno, "cannot create directory '%s': %s", p, strerror(errno));
-      *s = c;
-      if (c == '\0')
-        break;
-    }
-  }
-  return 0;
-}
-
 /* Go's os.UserCacheDir, with a passwd fallback for an unset $HOME. */
 static int
 user_cache_dir(char **out, struct ci_error **err)
@@ -264,7 +246,7 @@ cache_store_open(const char *project_dir, const char *cache_home, struct cache_s
   base = base ? base + 1 : abs; /* "" for "/": the projects directory itself, as Go's Join */
   cleanup_free char *dir = *base ? xasprintf("%s/cirrus/projects/%s", home, base)
                                  : xasprintf("%s/cirrus/projects", home);
-  ret = mkdirs(dir, 0700, err);
+  ret = ci_mkdirs(dir, 0700, err);
   if (ret < 0)
     return ci_error_prefix(err, "cannot initialize the cache");
   int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);

@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -185,6 +186,16 @@ rt__net_start(struct rt__net *n, const struct rt_create_opts *o, int dirfd, pid_
         dup2(lfd, 2) < 0 || dup2(rfd, 3) < 0 || dup2(xfd, 4) < 0)
       _exit(127);
     close_range(5, ~0U, 0);
+    /* slirp4netns' --enable-sandbox makes only "/" private in the mount namespace it creates,
+     * then detaches the old root.  Where it may create one in the host's user namespace (as
+     * root), that unmount propagates to the host's shared mounts: the network namespaces
+     * podman keeps in /run/netns, the root file systems of docker's running containers.  A
+     * mount namespace of its own, slave to the host's, stops it there. */
+    if (unshare(CLONE_NEWNS) == 0 && mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) < 0) {
+      dprintf(2, "cannot make the mounts of slirp4netns's namespace slaves: %s\n",
+              strerror(errno));
+      _exit(126);
+    }
     char *argv[] = {"slirp4netns",     "--configure",   "--mtu=65520",
                     "--disable-host-loopback",           "--enable-sandbox",
                     "--enable-seccomp", "--ready-fd=3", "--exit-fd=4",

@@ -26,6 +26,28 @@ expect_err() { checks=$((checks + 1)); [[ $err == *"$1"* ]] || fail "${2:-} stde
 expect_no_out() { checks=$((checks + 1)); [[ -z $out ]] || fail "${1:-} expected no stdout"; }
 expect_not_err() { checks=$((checks + 1)); [[ $err != *"$1"* ]] || fail "${2:-} stderr has: $1"; }
 
+# backend_setup: for $BACKEND (docker, podman or builtin) sets engine=(its command line; none for
+# builtin) and exits 77 when $CIRRUS_TEST_SKIP names it.  builtin: a store of the test's own
+# ($CIRRUS_STORE, default under $TMPROOT) holding the test image from the local registry under
+# the name the configurations use ($IMAGE).
+backend_setup() {
+  case $BACKEND in
+    docker | podman) engine=("$BACKEND") ;;
+    builtin) engine=() ;;
+    *) echo "unknown backend $BACKEND" >&2; exit 2 ;;
+  esac
+  if [[ ${CIRRUS_TEST_SKIP:-} == *"$BACKEND"* ]]; then
+    echo "skipped: CIRRUS_TEST_SKIP=$CIRRUS_TEST_SKIP"; exit 77
+  fi
+  [[ $BACKEND == builtin ]] || return 0
+  export CIRRUS_STORE=${CIRRUS_STORE:-$TMPROOT/store}
+  chmod 0711 "$TMPROOT" # the containers' mapped root must reach the store's layers
+  REGISTRY=${CIRRUS_TEST_REGISTRY:-127.0.0.1:5000}
+  "$CIRRUS" images pull "$REGISTRY/cirrus-test/busybox:latest" >/dev/null &&
+    "$CIRRUS" images tag "$REGISTRY/cirrus-test/busybox:latest" "$IMAGE" ||
+    { echo "FAIL: cannot put the test image into $CIRRUS_STORE" >&2; exit 1; }
+}
+
 # A fresh project directory; prints its path.
 project() {
   local d

@@ -15,23 +15,8 @@ IMAGE=${CIRRUS_TEST_IMAGE:-localhost/cirrus-test/busybox:latest}
 DATA=$(cd "$here/../data" && pwd)
 export NO_COLOR=1 CI=true LANG=C.UTF-8
 export CIRRUS_RUN_ID=e2ereport$$
-case $BACKEND in
-  docker | podman) engine=("$BACKEND") ;;
-  builtin) engine=() ;;
-  *) echo "unknown backend $BACKEND" >&2; exit 2 ;;
-esac
-if [[ ${CIRRUS_TEST_SKIP:-} == *"$BACKEND"* ]]; then
-  echo "skipped: CIRRUS_TEST_SKIP=$CIRRUS_TEST_SKIP"; exit 77
-fi
-if [[ $BACKEND == builtin ]]; then
-  # A store of this test's own, with the test image from the local registry (as run.sh does).
-  export CIRRUS_STORE=$TMPROOT/store
-  chmod 0711 "$TMPROOT" # the containers' mapped root must reach the store's layers
-  REGISTRY=${CIRRUS_TEST_REGISTRY:-127.0.0.1:5000}
-  "$CIRRUS" images pull "$REGISTRY/cirrus-test/busybox:latest" >/dev/null &&
-    "$CIRRUS" images tag "$REGISTRY/cirrus-test/busybox:latest" "$IMAGE" ||
-    { echo "FAIL: cannot put the test image into $CIRRUS_STORE" >&2; exit 1; }
-fi
+unset CIRRUS_STORE # builtin: always a store of its own
+backend_setup
 command -v python3 >/dev/null || { echo "report.sh needs python3 (scripts/deps.sh --test)" >&2; exit 1; }
 
 # leftovers RUN_ID: containers of that run; builtin: its run directories (named after the first

@@ -14,25 +14,7 @@ export NO_COLOR=1 CI=true
 export CIRRUS_RUN_ID=e2efeat$$
 export XDG_CACHE_HOME=$TMPROOT/cache
 
-case $BACKEND in
-  docker) engine=(docker) ;;
-  podman) engine=(podman) ;;
-  builtin) engine=() ;;
-  *) echo "unknown backend $BACKEND" >&2; exit 2 ;;
-esac
-if [[ ${CIRRUS_TEST_SKIP:-} == *"$BACKEND"* ]]; then
-  echo "skipped: CIRRUS_TEST_SKIP=$CIRRUS_TEST_SKIP"; exit 77
-fi
-
-if [[ $BACKEND == builtin ]]; then
-  # A store of this test's own, as in run.sh: the test image comes from the local registry.
-  export CIRRUS_STORE=${CIRRUS_STORE:-$TMPROOT/store}
-  chmod 0711 "$TMPROOT" # the containers' mapped root must reach the store's layers
-  REGISTRY=${CIRRUS_TEST_REGISTRY:-127.0.0.1:5000}
-  "$CIRRUS" images pull "$REGISTRY/cirrus-test/busybox:latest" >/dev/null &&
-    "$CIRRUS" images tag "$REGISTRY/cirrus-test/busybox:latest" "$IMAGE" ||
-    { echo "FAIL: cannot put the test image into $CIRRUS_STORE" >&2; exit 1; }
-fi
+backend_setup
 
 # Images of ours: built from a Dockerfile (unique template) and a second tag of the test image.
 TEMPLATE="localhost/cirrus-e2e-$$/built-%s:latest"
@@ -266,8 +248,21 @@ expect_out "hello-from-service" "none: the service on localhost"
 expect_out "no outbound access" "none"
 expect_out "no host loopback"$'\n' "none"
 if [[ $BACKEND == builtin ]]; then
+  # As root, a shared mount of the host with a mount below it (as podman's /run/netns and
+  # docker's /var/lib/docker are): slirp4netns's sandbox once unmounted such mounts on the host.
+  if [[ $(id -u) == 0 ]]; then
+    shr=$TMPROOT/shared
+    mkdir -p "$shr"
+    mount --bind "$shr" "$shr" && mount --make-shared "$shr" && mkdir -p "$shr/sub" &&
+      mount -t tmpfs cirrus-e2e "$shr/sub" || fail "cannot set up a shared mount"
+  fi
   crun --container-network private
   expect_rc 0 "--container-network private"
+  if [[ $(id -u) == 0 ]]; then
+    checks=$((checks + 1))
+    mountpoint -q "$shr/sub" || fail "a private network's run unmounted a shared mount of the host"
+    umount "$shr/sub" "$shr" 2>/dev/null
+  fi
   expect_out "interfaces: lo tap0" "private: slirp4netns's tap0"
   expect_out "hello-from-service" "private: the service of an additional container on localhost"
   expect_out "from-the-host" "private: outbound access to $hostip"
@@ -298,7 +293,7 @@ if [[ $BACKEND == builtin ]]; then
   checks=$((checks + 1)); [[ -z $(new_slirps) ]] || fail "slirp4netns survives a SIGKILLed cirrus: $(new_slirps)"
   for _ in $(seq 1 50); do pgrep -f "cirrus-runtime .*$CIRRUS_STORE" >/dev/null || break; sleep 0.1; done
   checks=$((checks + 1)); ! pgrep -af "cirrus-runtime .*$CIRRUS_STORE" || fail "helpers survive a SIGKILLed cirrus"
-  run "$CIRRUS" clean
+  run "$CIRRUS" clean --container-backend="$BACKEND"
   expect_rc 0 "clean after SIGKILL"
 fi
 kill "$pub_pid" "$lo_pid" 2>/dev/null

@@ -12,26 +12,7 @@ export NO_COLOR=1 CI=true
 # Our containers, and only ours: other tests may use the same engines at the same time.
 export CIRRUS_RUN_ID=e2erun$$
 
-case $BACKEND in
-  docker) engine=(docker) ;;
-  podman) engine=(podman) ;;
-  builtin) engine=() ;;
-  *) echo "unknown backend $BACKEND" >&2; exit 2 ;;
-esac
-if [[ ${CIRRUS_TEST_SKIP:-} == *"$BACKEND"* ]]; then
-  echo "skipped: CIRRUS_TEST_SKIP=$CIRRUS_TEST_SKIP"; exit 77
-fi
-
-if [[ $BACKEND == builtin ]]; then
-  # A store of this test's own (the built-in backend needs no daemon): the test image comes
-  # from the local registry and gets the name the configurations use.
-  export CIRRUS_STORE=${CIRRUS_STORE:-$TMPROOT/store}
-  chmod 0711 "$TMPROOT" # the containers' mapped root must reach the store's layers
-  REGISTRY=${CIRRUS_TEST_REGISTRY:-127.0.0.1:5000}
-  "$CIRRUS" images pull "$REGISTRY/cirrus-test/busybox:latest" >/dev/null &&
-    "$CIRRUS" images tag "$REGISTRY/cirrus-test/busybox:latest" "$IMAGE" ||
-    { echo "FAIL: cannot put the test image into $CIRRUS_STORE" >&2; exit 1; }
-fi
+backend_setup
 
 leftovers() {
   if ((${#engine[@]})); then

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static void
@@ -96,13 +97,40 @@ test_read_file(void **state)
   unlink(path);
 }
 
+static void
+test_mkdirs(void **state)
+{
+  char tmpl[] = "/tmp/cirrus-test-mkdirs.XXXXXX";
+  assert_non_null(mkdtemp(tmpl));
+  cleanup_free char *deep = xasprintf("%s/a/b/c", tmpl);
+  struct ci_error *err = NULL;
+  assert_int_equal(ci_mkdirs(deep, 0700, &err), 0);
+  struct stat st;
+  assert_int_equal(stat(deep, &st), 0);
+  assert_true(S_ISDIR(st.st_mode));
+  assert_int_equal(st.st_mode & 07777, 0700);
+  assert_int_equal(ci_mkdirs(deep, 0700, &err), 0); /* existing: fine */
+  /* A file in the way: an error that names the path. */
+  cleanup_free char *file = xasprintf("%s/f", tmpl);
+  FILE *f = fopen(file, "w");
+  assert_non_null(f);
+  fclose(f);
+  cleanup_free char *under = xasprintf("%s/x", file);
+  assert_true(ci_mkdirs(under, 0700, &err) < 0);
+  assert_non_null(strstr(err->msg, under));
+  ci_error_free(&err);
+  cleanup_free char *rm = xasprintf("rm -rf '%s'", tmpl);
+  assert_int_equal(system(rm), 0);
+  (void)state;
+}
+
 int
 main(void)
 {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_error_prefix), cmocka_unit_test(test_error_at),
       cmocka_unit_test(test_buf),          cmocka_unit_test(test_strv),
-      cmocka_unit_test(test_read_file),
+      cmocka_unit_test(test_read_file),    cmocka_unit_test(test_mkdirs),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
