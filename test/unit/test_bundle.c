@@ -9,15 +9,6 @@
 
 #include <jansson.h>
 
-/* A temporary directory (removed by the caller with rm_rf). */
-static char *
-tmp_dir(void)
-{
-  char *d = xstrdup("/tmp/cirrus-bundle-XXXXXX");
-  assert_non_null(mkdtemp(d));
-  return d;
-}
-
 /* Write a bundle of the entries into DIR/b; returns bundle_write's result. */
 static int
 write_bundle(const char *dir, const struct tent *v, size_t n, struct ci_error **err)
@@ -63,7 +54,7 @@ static void
 test_rootfs_and_config(void **state)
 {
   (void)state;
-  cleanup_free char *d = tmp_dir();
+  cleanup_free char *d = mk_tmpdir("bundle");
   /* names as the backends give them: "/x" (docker), "./x" (builtin), "x" */
   static const struct tent v[] = {
       {"/", 'd', NULL, 0755, 0},
@@ -179,7 +170,7 @@ static void
 test_unconfined(void **state)
 {
   (void)state;
-  cleanup_free char *d = tmp_dir();
+  cleanup_free char *d = mk_tmpdir("bundle");
   const struct tent v[] = {{"f", 'f', "x", 0, 0}};
   struct ci_error *err = NULL;
   setenv("CIRRUS_SECCOMP", "unconfined", 1);
@@ -203,7 +194,7 @@ static void
 test_hostile(void **state)
 {
   (void)state;
-  cleanup_free char *d = tmp_dir();
+  cleanup_free char *d = mk_tmpdir("bundle");
   cleanup_free char *outside = xasprintf("%s/outside", d);
   assert_int_equal(mkdir(outside, 0755), 0);
   const struct tent dotdot[] = {{"../../escaped", 'f', "x", 0, 0}};
